@@ -1,0 +1,54 @@
+#!/usr/bin/env bun
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { ExitCode, exitCodeTable } from "../lib/exit-codes.ts";
+import { portsCommand } from "./ports.ts";
+import { versionString } from "./version.ts";
+
+/** The command tree; also walked to generate shell completions. */
+export function buildProgram(): Command {
+  const program = new Command("vmchan")
+    .description("netcat for virtio-serial: find QEMU/KVM guest channels by name and pipe data through them")
+    .version(versionString(), "-V, --version", "print the version and the commit it was built from")
+    .showSuggestionAfterError(true)
+    .configureHelp({ sortSubcommands: false })
+    .addHelpText(
+      "after",
+      "\nExit codes:\n" + exitCodeTable.map(([code, text]) => `  ${String(code).padStart(3)}  ${text}`).join("\n") + "\n",
+    );
+  program.addCommand(portsCommand());
+  return program as unknown as Command;
+}
+
+/** Commander's error text as one line: "vmchan: unknown option '--x' (did you mean --y?) (hint: ...)". */
+function usageLine(text: string, cmd: Command): string {
+  const path: string[] = [];
+  for (let c: Command | null = cmd; c && c.parent; c = c.parent as Command | null) path.unshift(c.name());
+  const help = ["vmchan", ...path, "--help"].join(" ");
+  const oneLine = text
+    .replace(/^error: /, "")
+    .replace(/\s*\n\(Did you mean (.*)\?\)/, " (did you mean $1?)")
+    .replace(/\s+/g, " ")
+    .trim();
+  return `vmchan: ${oneLine} (hint: see '${help}')\n`;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  const configure = (cmd: Command) => {
+    cmd.exitOverride();
+    cmd.configureOutput({ outputError: (text, write) => write(usageLine(text, cmd)) });
+    for (const sub of cmd.commands) configure(sub as unknown as Command);
+  };
+  configure(program);
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      const benign = err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help";
+      process.exit(benign ? ExitCode.ok : ExitCode.usage);
+    }
+    throw err;
+  }
+}
+
+await main(process.argv);
