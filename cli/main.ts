@@ -1,7 +1,9 @@
 #!/usr/bin/env bun
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { ExitCode, exitCodeTable } from "../lib/exit-codes.ts";
+import { catCommand } from "./cat.ts";
 import { portsCommand } from "./ports.ts";
+import { sendCommand } from "./send.ts";
 import { versionString } from "./version.ts";
 
 /** The command tree; also walked to generate shell completions. */
@@ -16,6 +18,8 @@ export function buildProgram(): Command {
       "\nExit codes:\n" + exitCodeTable.map(([code, text]) => `  ${String(code).padStart(3)}  ${text}`).join("\n") + "\n",
     );
   program.addCommand(portsCommand());
+  program.addCommand(catCommand());
+  program.addCommand(sendCommand());
   return program as unknown as Command;
 }
 

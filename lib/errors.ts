@@ -26,6 +26,7 @@ export class UsageError extends VmchanError {
 /** The line (or two) printed for an error; a bug keeps its stack. */
 export function formatError(err: unknown): { text: string; code: number } {
   if (err instanceof VmchanError) {
+    if (err.code === ExitCode.brokenPipe) return { text: "", code: err.code };
     const hint = err.hint ? ` (hint: ${err.hint})` : "";
     return { text: `vmchan: ${err.message}${hint}\n`, code: err.code };
   }

@@ -24,6 +24,8 @@ export const ExitCode = {
   noPorts: 10,
   /** Interrupted by SIGINT or SIGTERM before completion (128 + signal number for SIGINT). */
   interrupted: 130,
+  /** Our output was closed by its reader (`| head`): ended quietly, as SIGPIPE would (128 + 13). */
+  brokenPipe: 141,
   /** A bug in vmchan: printed with a stack trace. */
   internal: 70,
 } as const;
@@ -45,4 +47,5 @@ export const exitCodeTable: ReadonlyArray<readonly [number, string]> = [
   [ExitCode.noPorts, "no virtio-serial ports found"],
   [ExitCode.internal, "internal error (a bug: please report the stack trace)"],
   [ExitCode.interrupted, "interrupted by a signal"],
+  [ExitCode.brokenPipe, "output closed by its reader (broken pipe), ended quietly"],
 ];

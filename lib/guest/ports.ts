@@ -96,7 +96,7 @@ export function listGuestPorts(root: string): GuestPort[] {
       bytesReceived: num("bytes_received"),
       bytesDiscarded: num("bytes_discarded"),
       holders: [] as GuestPort["holders"],
-      holdersComplete: false,
+      holdersComplete: false as boolean,
     } satisfies GuestPort;
   });
   const targets = base.flatMap((p) => (p.console ? [p.device, p.console] : [p.device]));

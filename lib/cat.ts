@@ -1,0 +1,30 @@
+import { openChannel } from "./channel.ts";
+import type { Context } from "./context.ts";
+import { FdSink } from "./fd-stream.ts";
+import { ExitCode } from "./exit-codes.ts";
+import { pump } from "./relay.ts";
+
+export interface CatOptions {
+  /** Keep reading across host disconnects and reconnects. Default false: end when the host leaves. */
+  follow?: boolean;
+  /** Wait for the host. Default true; false: exit ExitCode.noPeer at once when none is connected. */
+  wait?: boolean;
+  /** Bound on the wait for the host, ms. Default: none. */
+  timeoutMs?: number;
+  /** Stop after this many bytes. Default: no limit. */
+  bytes?: number;
+  /** Output file descriptor. Default 1 (stdout). */
+  outFd?: number;
+}
+
+/** `vmchan cat PORT`: the port's bytes to stdout until the host session ends (or forever with follow). */
+export async function cat(ctx: Context, address: string, options: CatOptions = {}): Promise<number> {
+  const channel = await openChannel(address, { ...options, root: ctx.root });
+  try {
+    if (options.bytes === 0) return ExitCode.ok;
+    await pump(channel, new FdSink(options.outFd ?? 1, "standard output"), { limit: options.bytes });
+    return ExitCode.ok;
+  } finally {
+    await channel.close();
+  }
+}

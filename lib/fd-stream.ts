@@ -1,0 +1,102 @@
+import * as fs from "node:fs";
+import { CHUNK_SIZE, type Sink, type Source, sleep } from "./endpoint.ts";
+import { errnoOf, VmchanError } from "./errors.ts";
+import { ExitCode } from "./exit-codes.ts";
+
+const readAsync = (fd: number, buf: Uint8Array) =>
+  new Promise<number>((resolve, reject) => fs.read(fd, buf, 0, buf.byteLength, null, (e, n) => (e ? reject(e) : resolve(n))));
+const writeAsync = (fd: number, buf: Uint8Array, off: number) =>
+  new Promise<number>((resolve, reject) =>
+    fs.write(fd, buf, off, buf.byteLength - off, null, (e, n) => (e ? reject(e) : resolve(n))),
+  );
+
+/**
+ * Reads a file descriptor (stdin, a file, a pipe) a chunk at a time. A descriptor that someone
+ * else made non-blocking answers EAGAIN: back off instead of failing.
+ */
+export class FdSource implements Source {
+  private readonly buf = new Uint8Array(CHUNK_SIZE);
+  constructor(
+    private readonly fd: number,
+    private readonly label: string,
+  ) {}
+
+  async read(): Promise<Uint8Array | null> {
+    let backoff = 1;
+    for (;;) {
+      try {
+        const n = await readAsync(this.fd, this.buf);
+        return n === 0 ? null : this.buf.subarray(0, n);
+      } catch (err) {
+        if (errnoOf(err) !== "EAGAIN") throw new VmchanError(`cannot read ${this.label}: ${(err as Error).message}`, { cause: err });
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 20);
+      }
+    }
+  }
+}
+
+/** Writes every byte to a file descriptor (stdout, a file), handling partial writes and EAGAIN. */
+export class FdSink implements Sink {
+  constructor(
+    private readonly fd: number,
+    private readonly label: string,
+  ) {}
+
+  async write(chunk: Uint8Array): Promise<void> {
+    let off = 0;
+    let backoff = 1;
+    while (off < chunk.byteLength) {
+      try {
+        off += await writeAsync(this.fd, chunk, off);
+        backoff = 1;
+      } catch (err) {
+        const code = errnoOf(err);
+        if (code === "EPIPE") throw new OutputClosed(this.label);
+        if (code !== "EAGAIN") throw new VmchanError(`cannot write ${this.label}: ${(err as Error).message}`, { cause: err });
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 20);
+      }
+    }
+  }
+}
+
+/** The reader of our output went away (`vmchan cat ... | head`): end quietly, as SIGPIPE would. */
+export class OutputClosed extends VmchanError {
+  constructor(label: string) {
+    super(`${label} was closed by its reader`, { code: ExitCode.brokenPipe });
+    this.name = "OutputClosed";
+  }
+}
+
+/** Several sources one after the other (send FILE1 FILE2 ...). */
+export class ConcatSource implements Source {
+  private index = 0;
+  constructor(private readonly sources: ReadonlyArray<() => Source>) {}
+  private current: Source | null = null;
+
+  async read(): Promise<Uint8Array | null> {
+    for (;;) {
+      if (!this.current) {
+        const next = this.sources[this.index++];
+        if (!next) return null;
+        this.current = next();
+      }
+      const chunk = await this.current.read();
+      if (chunk) return chunk;
+      this.current = null;
+    }
+  }
+}
+
+/** One fixed chunk (send --data). */
+export function bytesSource(bytes: Uint8Array): Source {
+  let done = false;
+  return {
+    read: async () => {
+      if (done || bytes.byteLength === 0) return null;
+      done = true;
+      return bytes;
+    },
+  };
+}

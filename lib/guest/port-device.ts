@@ -1,0 +1,230 @@
+import * as fs from "node:fs";
+import { CHUNK_SIZE, type Endpoint, sleep } from "../endpoint.ts";
+import { errnoOf, VmchanError } from "../errors.ts";
+import { ExitCode } from "../exit-codes.ts";
+import { enableSigio, pollNow, POLLHUP, POLLIN, POLLOUT } from "../sys/libc.ts";
+import { installSigio, sigioGeneration, waitSigio } from "../sys/sigio.ts";
+import { portOpenError } from "./port-errors.ts";
+
+/** The kernel's caps: one write() takes at most 32 KiB, one read() returns at most 4 KiB. */
+const MAX_WRITE = 32 * 1024;
+/** Re-check state this often even without SIGIO, in case a signal was missed (cheap: one poll). */
+const SAFETY_POLL_MS = 1000;
+
+export interface PortOptions {
+  /** Wait for the host to connect (default true); false: fail at once with ExitCode.noPeer. */
+  wait?: boolean;
+  /** Keep reading across host disconnects and reconnects, like `tail -f` (default false). */
+  follow?: boolean;
+  /** Bound on the wait for the host, in ms (default: none). */
+  timeoutMs?: number;
+  /** The root /proc is read under to name a port's holder. Default "/". */
+  root?: string;
+}
+
+/** What poll() says about a port right now (see the facts: IN|HUP = no host, 0 = ring full, HUP alone = unplugged). */
+export type PortState = "disconnected" | "connected" | "full" | "gone";
+
+export function portState(revents: number): PortState {
+  if (revents & POLLOUT) return "connected";
+  if (revents & POLLHUP) return revents & POLLIN ? "disconnected" : "gone";
+  if (revents & POLLIN) return "connected";
+  return "full";
+}
+
+/**
+ * A guest virtio-serial port (or hvc console) opened non-blocking with SIGIO.
+ * Reading 0 means "no host connected", not end of stream; the end of a host session is a 0 after
+ * data or a connected state was seen. Nothing blocks the JS thread or a pool thread.
+ */
+export class PortDevice implements Endpoint {
+  readonly path: string;
+  readonly label: string;
+  readonly isConsole: boolean;
+  /** Bytes written to the port and read from it so far. */
+  bytesWritten = 0;
+  bytesRead = 0;
+  private fd: number;
+  private readonly buf = new Uint8Array(CHUNK_SIZE);
+  private readonly opts: PortOptions;
+  private readonly started = performance.now();
+  /** True while a host session is known to be active (seen connected, or data came). */
+  private session = false;
+  /** True once any host session was seen: --no-wait and --timeout apply only before that. */
+  private everConnected = false;
+  private closed = false;
+
+  private constructor(fd: number, path: string, label: string, isConsole: boolean, opts: PortOptions) {
+    this.fd = fd;
+    this.path = path;
+    this.label = label;
+    this.isConsole = isConsole;
+    this.opts = opts;
+  }
+
+  /** Opens `path` read-write, non-blocking, with SIGIO; errors name the port, the cause and a fix. */
+  static open(path: string, label: string, opts: PortOptions = {}): PortDevice {
+    installSigio();
+    let fd: number;
+    try {
+      fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+    } catch (err) {
+      throw portOpenError(err, path, label, opts.root ?? "/");
+    }
+    const isConsole = /\/hvc\d+$/.test(path);
+    try {
+      enableSigio(fd);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+    return new PortDevice(fd, path, label, isConsole, opts);
+  }
+
+  /** The port's state now. A console tty is always "connected": its host side cannot be seen. */
+  state(): PortState {
+    if (this.isConsole) return "connected";
+    return portState(pollNow(this.fd));
+  }
+
+  /** Waits until a host is connected (honours wait/timeoutMs). */
+  async waitForHost(): Promise<void> {
+    for (;;) {
+      const gen = sigioGeneration();
+      const st = this.state();
+      if (st === "connected" || st === "full") {
+        this.session = true;
+        return;
+      }
+      if (st === "gone") throw this.unplugged();
+      await this.idle(gen);
+    }
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    for (;;) {
+      const gen = sigioGeneration();
+      const { n, why } = this.fill();
+      if (n > 0) {
+        this.session = true;
+        this.bytesRead += n;
+        return this.buf.subarray(0, n);
+      }
+      if (why === "gone") throw this.unplugged();
+      if (why === "again") {
+        this.session = true; // connected, idle
+        await waitSigio(gen, SAFETY_POLL_MS);
+        continue;
+      }
+      // why === "zero": no host connected.
+      if (this.session) {
+        this.session = false;
+        this.everConnected = true;
+        if (!this.opts.follow) return null;
+      }
+      await this.idle(gen);
+    }
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    let off = 0;
+    let backoff = 1;
+    while (off < chunk.byteLength) {
+      const gen = sigioGeneration();
+      let n: number;
+      try {
+        n = fs.writeSync(this.fd, chunk, off, Math.min(chunk.byteLength - off, MAX_WRITE));
+      } catch (err) {
+        const code = errnoOf(err);
+        if (code === "ENODEV") throw this.unplugged();
+        if (code !== "EAGAIN") throw this.ioError("write to", err);
+        n = -1;
+      }
+      if (n > 0) {
+        off += n;
+        this.bytesWritten += n;
+        this.session = true;
+        backoff = 1;
+        continue;
+      }
+      const st = this.state();
+      if (st === "gone") throw this.unplugged();
+      if (st === "disconnected") {
+        if (this.session && this.bytesWritten > 0)
+          throw new VmchanError(
+            `cannot write to port "${this.label}": the host disconnected after ${this.bytesWritten} bytes were written`,
+            { code: ExitCode.peerGone, hint: "keep the host side connected until the transfer ends" },
+          );
+        if (this.session) this.everConnected = true;
+        this.session = false;
+        await this.idle(gen);
+        continue;
+      }
+      // Connected but QEMU's queue is full: the kernel sends no SIGIO when it drains, so back off on a timer.
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, 50);
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // already gone with the device
+    }
+  }
+
+  /** Non-blocking reads into the buffer until it is full or the port has nothing more. */
+  private fill(): { n: number; why: "data" | "again" | "zero" | "gone" } {
+    let n = 0;
+    while (n < this.buf.byteLength) {
+      let got: number;
+      try {
+        got = fs.readSync(this.fd, this.buf, n, this.buf.byteLength - n, null);
+      } catch (err) {
+        const code = errnoOf(err);
+        if (code === "EAGAIN") return { n, why: n > 0 ? "data" : "again" };
+        if (code === "ENODEV") return { n, why: n > 0 ? "data" : "gone" };
+        throw this.ioError("read from", err);
+      }
+      if (got === 0) return { n, why: n > 0 ? "data" : this.state() === "gone" ? "gone" : "zero" };
+      n += got;
+    }
+    return { n, why: "data" };
+  }
+
+  /** No host: fail (no-wait, timeout) or sleep until SIGIO. */
+  private async idle(gen: number): Promise<void> {
+    if (this.session) this.everConnected = true;
+    if (this.everConnected) return waitSigio(gen, SAFETY_POLL_MS);
+    if (this.opts.wait === false)
+      throw new VmchanError(`port "${this.label}" has no host connected`, {
+        code: ExitCode.noPeer,
+        hint: "connect to the port's socket on the host, or drop --no-wait to wait for it",
+      });
+    let wait = SAFETY_POLL_MS;
+    if (this.opts.timeoutMs !== undefined) {
+      const left = this.opts.timeoutMs - (performance.now() - this.started);
+      if (left <= 0)
+        throw new VmchanError(
+          `gave up waiting for the host on port "${this.label}" after ${(this.opts.timeoutMs / 1000).toFixed(1)} s`,
+          { code: ExitCode.timeout, hint: "is anything connected to the port's socket on the host? see 'vmchan ports list'" },
+        );
+      wait = Math.min(wait, left);
+    }
+    await waitSigio(gen, wait);
+  }
+
+  private unplugged(): VmchanError {
+    return new VmchanError(`port "${this.label}" was removed (hot-unplugged) while in use`, {
+      code: ExitCode.unplugged,
+      hint: `${this.bytesRead} bytes read and ${this.bytesWritten} written before it went`,
+    });
+  }
+
+  private ioError(action: string, err: unknown): VmchanError {
+    return new VmchanError(`cannot ${action} port "${this.label}": ${(err as Error).message}`, { cause: err });
+  }
+}

@@ -1,0 +1,224 @@
+import * as net from "node:net";
+
+/** The data of a QMP event (its shape depends on the event). */
+export type QmpEventData = Record<string, unknown>;
+
+/** One asynchronous QMP event, e.g. `VSERPORT_CHANGE` or `DEVICE_DELETED`. */
+export interface QmpEvent {
+  event: string;
+  data: QmpEventData;
+  /** `{ seconds, microseconds }` as QEMU sends it. */
+  timestamp: unknown;
+}
+
+/** A QMP command failed: QEMU's error `class` and `desc`, plus the command that failed. */
+export class QmpError extends Error {
+  readonly errorClass: string;
+  readonly desc: string;
+  readonly command: string;
+  constructor(command: string, errorClass: string, desc: string) {
+    super(`QMP command "${command}" failed: ${desc} (${errorClass})`);
+    this.name = "QmpError";
+    this.command = command;
+    this.errorClass = errorClass;
+    this.desc = desc;
+  }
+}
+
+export interface QmpTimeoutOptions {
+  /** How long to wait for QEMU's answer. Default 30000 ms. */
+  timeoutMs?: number;
+}
+
+interface Pending {
+  command: string;
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+const defaultTimeoutMs = 30_000;
+
+/** A client for QEMU's machine protocol (QMP) on a unix socket: commands, replies matched by id, events. */
+export class QmpClient {
+  /** The greeting's `QMP` object (version, capabilities). */
+  readonly greeting: Record<string, unknown>;
+  readonly #socket: net.Socket;
+  readonly #pending = new Map<string, Pending>();
+  readonly #listeners = new Set<(event: QmpEvent) => void>();
+  #nextId = 1;
+  #closedError: Error | null = null;
+
+  private constructor(socket: net.Socket, greeting: Record<string, unknown>) {
+    this.#socket = socket;
+    this.greeting = greeting;
+  }
+
+  /** Connects to the QMP socket at `path`, reads the greeting and enters command mode (qmp_capabilities). */
+  static async connect(path: string, opts: QmpTimeoutOptions = {}): Promise<QmpClient> {
+    const timeoutMs = opts.timeoutMs ?? defaultTimeoutMs;
+    const socket = net.createConnection({ path });
+    const lines = _lineSplitter();
+    let client: QmpClient | null = null;
+    // Messages that arrive in the same packet as the greeting must not be lost, so one data handler
+    // serves both phases: before the greeting it resolves `greeted`, afterwards the client handles them.
+    const greeted = new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => fail(new Error(`QMP connect to "${path}" failed: no greeting within ${timeoutMs} ms`)), timeoutMs);
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(err);
+      };
+      socket.on("error", (err) => (client ? client.#shutdown(err) : fail(new Error(`QMP connect to "${path}" failed: ${err.message}`))));
+      socket.on("close", () => (client ? client.#shutdown(new Error("QMP connection closed")) : fail(new Error(`QMP connect to "${path}" failed: closed before the greeting`))));
+      socket.on("data", (chunk: Buffer) => {
+        for (const line of lines(chunk)) {
+          if (client) {
+            client.#handleLine(line);
+            continue;
+          }
+          const msg = _parse(line);
+          const qmp = msg?.QMP;
+          if (!isRecord(qmp)) return fail(new Error(`QMP connect to "${path}" failed: unexpected greeting ${JSON.stringify(line.slice(0, 200))}`));
+          clearTimeout(timer);
+          client = new QmpClient(socket, qmp);
+          resolve(qmp);
+        }
+      });
+    });
+    await greeted;
+    const c = client as unknown as QmpClient;
+    try {
+      await c.execute("qmp_capabilities", undefined, { timeoutMs });
+    } catch (err) {
+      c.close();
+      throw err;
+    }
+    return c;
+  }
+
+  /** Runs a QMP command and resolves with its `return` value; rejects with QmpError when QEMU reports an error. */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, opts: QmpTimeoutOptions = {}): Promise<T> {
+    if (this.#closedError) return Promise.reject(this.#closedError);
+    const id = `vmchan-${this.#nextId++}`;
+    const timeoutMs = opts.timeoutMs ?? defaultTimeoutMs;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new Error(`QMP command "${command}" failed: no reply within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pending.set(id, { command, resolve: resolve as (v: unknown) => void, reject, timer });
+      const msg: Record<string, unknown> = { execute: command, id };
+      if (args !== undefined) msg.arguments = args;
+      this.#socket.write(JSON.stringify(msg) + "\n");
+    });
+  }
+
+  /** Calls `listener` for every event until the returned function is called. */
+  onEvent(listener: (event: QmpEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => void this.#listeners.delete(listener);
+  }
+
+  /**
+   * Resolves with the next event called `name` whose data satisfies `pred`.
+   * Only events that arrive after the call count: start waiting before triggering the event.
+   */
+  waitEvent(name: string, pred: (data: QmpEventData) => boolean = () => true, timeoutMs = defaultTimeoutMs): Promise<QmpEvent> {
+    if (this.#closedError) return Promise.reject(this.#closedError);
+    return new Promise<QmpEvent>((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        off();
+        this.#listeners.delete(onClose);
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`QMP event "${name}" did not arrive within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const off = this.onEvent((ev) => {
+        if (ev.event !== name || !pred(ev.data)) return;
+        done();
+        resolve(ev);
+      });
+      // #shutdown calls listeners with a synthetic close event so waiters fail at once instead of timing out.
+      const onClose = (ev: QmpEvent) => {
+        if (ev.event !== closeEvent) return;
+        done();
+        reject(this.#closedError ?? new Error("QMP connection closed"));
+      };
+      this.#listeners.add(onClose);
+    });
+  }
+
+  /** Closes the connection; pending commands and waits reject. */
+  close(): void {
+    this.#shutdown(new Error("QMP connection closed by the client"));
+    this.#socket.destroy();
+  }
+
+  #handleLine(line: string): void {
+    const msg = _parse(line);
+    if (!msg) return;
+    if (typeof msg.event === "string") {
+      const ev: QmpEvent = { event: msg.event, data: isRecord(msg.data) ? msg.data : {}, timestamp: msg.timestamp };
+      for (const l of [...this.#listeners]) l(ev);
+      return;
+    }
+    if (!("return" in msg) && !("error" in msg)) return;
+    // QEMU echoes our id; a reply without one (a request it could not parse) answers the oldest
+    // command, because without out-of-band execution QEMU answers in order.
+    const id = typeof msg.id === "string" && this.#pending.has(msg.id) ? msg.id : this.#pending.keys().next().value;
+    if (id === undefined) return;
+    const p = this.#pending.get(id)!;
+    this.#pending.delete(id);
+    clearTimeout(p.timer);
+    if (isRecord(msg.error)) {
+      const errorClass = typeof msg.error.class === "string" ? msg.error.class : "GenericError";
+      const desc = typeof msg.error.desc === "string" ? msg.error.desc : JSON.stringify(msg.error);
+      p.reject(new QmpError(p.command, errorClass, desc));
+    } else {
+      p.resolve(msg.return);
+    }
+  }
+
+  #shutdown(err: Error): void {
+    if (this.#closedError) return;
+    this.#closedError = err;
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.#pending.clear();
+    for (const l of [...this.#listeners]) l({ event: closeEvent, data: {}, timestamp: null });
+    this.#listeners.clear();
+  }
+}
+
+// Not a QMP event name (QMP names are upper case): used only inside this file.
+const closeEvent = "vmchan:closed";
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function _parse(line: string): Record<string, unknown> | null {
+  try {
+    const v: unknown = JSON.parse(line);
+    return isRecord(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Splits a byte stream into lines; a line split across packets is kept until its newline arrives. */
+function _lineSplitter(): (chunk: Buffer) => string[] {
+  let rest = "";
+  const decoder = new TextDecoder();
+  return (chunk) => {
+    const text = rest + decoder.decode(chunk, { stream: true });
+    const parts = text.split("\n");
+    rest = parts.pop() ?? "";
+    return parts.map((l) => l.replace(/\r$/, "")).filter((l) => l.trim() !== "");
+  };
+}

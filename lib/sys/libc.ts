@@ -1,0 +1,103 @@
+/**
+ * The few libc calls Node's fs lacks (poll, fcntl, ioctl), through bun:ffi, loaded on first use
+ * so that --help and completions never pay for dlopen.
+ */
+import type { Pointer } from "bun:ffi";
+
+export const POLLIN = 0x1;
+export const POLLOUT = 0x4;
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
+export const POLLNVAL = 0x20;
+
+const F_GETFL = 3;
+const F_SETFL = 4;
+const F_SETOWN = 8;
+export const O_NONBLOCK = 0o4000;
+export const O_ASYNC = 0o20000;
+/** SIOCOUTQ (= TIOCOUTQ): bytes in a socket's send queue not yet taken by the peer. */
+const SIOCOUTQ = 0x5411;
+
+interface Libc {
+  fcntl(fd: number, cmd: number, arg: number): number;
+  poll(fds: Pointer, nfds: number, timeout: number): number;
+  ioctl(fd: number, request: number, arg: Pointer): number;
+  getpid(): number;
+  errno(): number;
+  ptr(view: Int32Array): Pointer;
+}
+
+let loaded: Libc | undefined;
+
+function libc(): Libc {
+  if (loaded) return loaded;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ffi = require("bun:ffi") as typeof import("bun:ffi");
+  const { FFIType } = ffi;
+  const symbols = {
+    fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i64], returns: FFIType.i32 },
+    poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
+    ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+    getpid: { args: [], returns: FFIType.i32 },
+    __errno_location: { args: [], returns: FFIType.ptr },
+  } as const;
+  let lib: ReturnType<typeof ffi.dlopen<typeof symbols>> | undefined;
+  let lastError: unknown;
+  for (const name of ["libc.so.6", "libc.so", "/lib/ld-musl-x86_64.so.1", "/lib/ld-musl-aarch64.so.1"]) {
+    try {
+      lib = ffi.dlopen(name, symbols);
+      break;
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  if (!lib) throw new Error(`cannot load libc for poll/fcntl/ioctl: ${String(lastError)}`);
+  const s = lib.symbols;
+  loaded = {
+    fcntl: (fd, cmd, arg) => s.fcntl(fd, cmd, arg) as number,
+    poll: (fds, nfds, timeout) => s.poll(fds, nfds, timeout) as number,
+    ioctl: (fd, request, arg) => s.ioctl(fd, request, arg) as number,
+    getpid: () => s.getpid() as number,
+    errno: () => ffi.read.i32(s.__errno_location() as Pointer, 0),
+    ptr: (view) => ffi.ptr(view),
+  };
+  return loaded;
+}
+
+/** poll(2) one fd with a zero timeout: the revents bits right now, never blocking the JS thread. */
+export function pollNow(fd: number, events = POLLIN | POLLOUT): number {
+  const c = libc();
+  const buf = new Int32Array(2);
+  buf[0] = fd;
+  const shorts = new Int16Array(buf.buffer);
+  shorts[2] = events;
+  const rc = c.poll(c.ptr(buf), 1, 0);
+  if (rc < 0) throw new Error(`poll failed: errno ${c.errno()}`);
+  return rc === 0 ? 0 : shorts[3]!;
+}
+
+/** Makes `fd` non-blocking and asks the kernel to send this process SIGIO on state changes (connect, data, hang-up). */
+export function enableSigio(fd: number): void {
+  const c = libc();
+  if (c.fcntl(fd, F_SETOWN, c.getpid()) < 0) throw new Error(`fcntl(F_SETOWN) failed: errno ${c.errno()}`);
+  const flags = c.fcntl(fd, F_GETFL, 0);
+  if (flags < 0 || c.fcntl(fd, F_SETFL, flags | O_NONBLOCK | O_ASYNC) < 0)
+    throw new Error(`fcntl(F_SETFL) failed: errno ${c.errno()}`);
+}
+
+/** Sets or clears O_NONBLOCK on `fd`, returning the previous flags (to restore shared descriptors). */
+export function setNonBlocking(fd: number, on: boolean): number {
+  const c = libc();
+  const flags = c.fcntl(fd, F_GETFL, 0);
+  if (flags < 0) throw new Error(`fcntl(F_GETFL) failed: errno ${c.errno()}`);
+  const next = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+  if (next !== flags && c.fcntl(fd, F_SETFL, next) < 0) throw new Error(`fcntl(F_SETFL) failed: errno ${c.errno()}`);
+  return flags;
+}
+
+/** Bytes still queued in a socket's send buffer (SIOCOUTQ), or -1 when the fd is not a socket. */
+export function socketOutq(fd: number): number {
+  const c = libc();
+  const out = new Int32Array(1);
+  return c.ioctl(fd, SIOCOUTQ, c.ptr(out)) < 0 ? -1 : out[0]!;
+}
