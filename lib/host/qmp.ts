@@ -62,7 +62,7 @@ export class QmpClient {
     let client: QmpClient | null = null;
     // Messages that arrive in the same packet as the greeting must not be lost, so one data handler
     // serves both phases: before the greeting it resolves `greeted`, afterwards the client handles them.
-    const greeted = new Promise<Record<string, unknown>>((resolve, reject) => {
+    const greeted = new Promise<QmpClient>((resolve, reject) => {
       const timer = setTimeout(() => fail(new Error(`QMP connect to "${path}" failed: no greeting within ${timeoutMs} ms`)), timeoutMs);
       const fail = (err: Error) => {
         clearTimeout(timer);
@@ -82,12 +82,11 @@ export class QmpClient {
           if (!isRecord(qmp)) return fail(new Error(`QMP connect to "${path}" failed: unexpected greeting ${JSON.stringify(line.slice(0, 200))}`));
           clearTimeout(timer);
           client = new QmpClient(socket, qmp);
-          resolve(qmp);
+          resolve(client);
         }
       });
     });
-    await greeted;
-    const c = client as unknown as QmpClient;
+    const c = await greeted;
     try {
       await c.execute("qmp_capabilities", undefined, { timeoutMs });
     } catch (err) {
