@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { ExitCode, exitCodeTable } from "../lib/exit-codes.ts";
 import { catCommand } from "./cat.ts";
+import { completionCommands } from "./completions.ts";
 import { portsCommand } from "./ports.ts";
 import { sendCommand } from "./send.ts";
 import { versionString } from "./version.ts";
@@ -20,6 +21,9 @@ export function buildProgram(): Command {
   program.addCommand(portsCommand());
   program.addCommand(catCommand());
   program.addCommand(sendCommand());
+  const [completions, complete] = completionCommands(buildProgram);
+  program.addCommand(completions!);
+  program.addCommand(complete!, { hidden: true });
   return program as unknown as Command;
 }
 
