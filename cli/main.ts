@@ -1,8 +1,10 @@
 #!/usr/bin/env bun
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { ExitCode, exitCodeTable } from "../lib/exit-codes.ts";
+import { bridgeCommand } from "./bridge.ts";
 import { catCommand } from "./cat.ts";
 import { completionCommands } from "./completions.ts";
+import { listenCommand } from "./listen.ts";
 import { portsCommand } from "./ports.ts";
 import { sendCommand } from "./send.ts";
 import { versionString } from "./version.ts";
@@ -21,6 +23,8 @@ export function buildProgram(): Command {
   program.addCommand(portsCommand());
   program.addCommand(catCommand());
   program.addCommand(sendCommand());
+  program.addCommand(listenCommand());
+  program.addCommand(bridgeCommand());
   const [completions, complete] = completionCommands(buildProgram);
   program.addCommand(completions!);
   program.addCommand(complete!, { hidden: true });

@@ -53,6 +53,9 @@ export class PortDevice implements Endpoint {
   /** True once any host session was seen: --no-wait and --timeout apply only before that. */
   private everConnected = false;
   private closed = false;
+  /** Bumped by interrupt(): a read() or write() in progress when it changes stops. */
+  private epoch = 0;
+  private readonly interruptWakers = new Set<() => void>();
 
   private constructor(fd: number, path: string, label: string, isConsole: boolean, opts: PortOptions) {
     this.fd = fd;
@@ -102,7 +105,9 @@ export class PortDevice implements Endpoint {
   }
 
   async read(): Promise<Uint8Array | null> {
+    const epoch = this.epoch;
     for (;;) {
+      if (this.epoch !== epoch) return null;
       const gen = sigioGeneration();
       const { n, why } = this.fill();
       if (n > 0) {
@@ -113,7 +118,7 @@ export class PortDevice implements Endpoint {
       if (why === "gone") throw this.unplugged();
       if (why === "again") {
         this.session = true; // connected, idle
-        await waitSigio(gen, SAFETY_POLL_MS);
+        await this.sleep(gen, SAFETY_POLL_MS);
         continue;
       }
       // why === "zero": no host connected.
@@ -127,9 +132,11 @@ export class PortDevice implements Endpoint {
   }
 
   async write(chunk: Uint8Array): Promise<void> {
+    const epoch = this.epoch;
     let off = 0;
     let backoff = 1;
     while (off < chunk.byteLength) {
+      if (this.epoch !== epoch) throw new VmchanError(`write to port "${this.label}" was interrupted`);
       const gen = sigioGeneration();
       let n: number;
       try {
@@ -161,7 +168,7 @@ export class PortDevice implements Endpoint {
         continue;
       }
       // Connected but QEMU's queue is full: the kernel sends no SIGIO when it drains, so back off on a timer.
-      await sleep(backoff);
+      await this.sleep(-1, backoff);
       backoff = Math.min(backoff * 2, 50);
     }
   }
@@ -198,7 +205,7 @@ export class PortDevice implements Endpoint {
   /** No host: fail (no-wait, timeout) or sleep until SIGIO. */
   private async idle(gen: number): Promise<void> {
     if (this.session) this.everConnected = true;
-    if (this.everConnected) return waitSigio(gen, SAFETY_POLL_MS);
+    if (this.everConnected) return this.sleep(gen, SAFETY_POLL_MS);
     if (this.opts.wait === false)
       throw new VmchanError(`port "${this.label}" has no host connected`, {
         code: ExitCode.noPeer,
@@ -214,7 +221,24 @@ export class PortDevice implements Endpoint {
         );
       wait = Math.min(wait, left);
     }
-    await waitSigio(gen, wait);
+    await this.sleep(gen, wait);
+  }
+
+  /**
+   * Stops what is in progress: a pending read() returns null, a pending write() throws (the bridge
+   * uses it to end a session whose other side has gone while the host stays connected).
+   */
+  interrupt(): void {
+    this.epoch++;
+    for (const wake of [...this.interruptWakers]) wake();
+  }
+
+  /** Waits for SIGIO after `gen` (gen -1: just the time), at most `ms`, or until interrupt(). */
+  private async sleep(gen: number, ms: number): Promise<void> {
+    let wake!: () => void;
+    const interrupted = new Promise<void>((resolve) => this.interruptWakers.add((wake = resolve)));
+    await Promise.race([gen < 0 ? sleep(ms) : waitSigio(gen, ms), interrupted]);
+    this.interruptWakers.delete(wake);
   }
 
   private unplugged(): VmchanError {

@@ -1,0 +1,28 @@
+import { Command } from "@commander-js/extra-typings";
+import { run } from "./run.ts";
+
+/** `vmchan listen ADDRESS`: serve host sessions on a guest port, or a client-mode chardev on the host. */
+export function listenCommand(): Command {
+  const cmd = new Command("listen")
+    .description("serve each host session on a guest port (or, on the host, unix:PATH for QEMU to connect to)")
+    .argument("<address>", "guest PORT, or unix:PATH on the host")
+    .option("-k, --keep", "keep serving session after session (default: exit after one)")
+    .option("-e, --exec <cmd>", "run CMD for each session with its stdin and stdout wired to the channel (like nc -e)")
+    .option("--linger <seconds>", "host side: stay connected this long after QEMU has read everything", "1")
+    .option("-v, --verbose", "report each session's byte counts on stderr")
+    .addHelpText(
+      "after",
+      "\nIn the guest a session runs from a host connect to its disconnect. On the host, unix:PATH is\n" +
+        "created mode 0600 (a stale socket file is replaced only if nothing listens on it) for a chardev\n" +
+        "in client mode: -chardev socket,id=c0,path=PATH,reconnect=1 (reconnect-ms= on QEMU 9+).\n\n" +
+        "Examples:\n  guest:  vmchan listen -k --exec 'sh' org.example.shell.0\n  host:   vmchan listen -k unix:/run/vm1-log.sock >> vm1.log\n",
+    )
+    .action(async (address, opts) => {
+      await run(async (ctx) => {
+        const { parseSeconds } = await import("../lib/args.ts");
+        const { listen } = await import("../lib/listen.ts");
+        return listen(ctx, address, { keep: opts.keep, exec: opts.exec, lingerMs: parseSeconds(opts.linger, "--linger"), verbose: opts.verbose });
+      });
+    });
+  return cmd as unknown as Command;
+}

@@ -1,0 +1,198 @@
+import * as fs from "node:fs";
+import { isAbsolute, join } from "node:path";
+import { parseQemuArgv, type QemuCmdline } from "./cmdline.ts";
+import { describeError } from "./describe-error.ts";
+import { defaultLibvirtDirs, readLibvirtDomains, type LibvirtDomain } from "./libvirt.ts";
+import type { HostDiscovery, HostPort, HostVm } from "./model.ts";
+import { readProcSockets } from "./proc-sockets.ts";
+import { findQemuProcesses } from "./qemu-processes.ts";
+import { QmpClient } from "./qmp.ts";
+import { applyQmpView, readQmpView, type QmpConnect } from "./qmp-state.ts";
+
+/** Options of `discoverHosts`. */
+export interface DiscoverOptions {
+  /** Where /proc is. Default "/proc". */
+  procRoot?: string;
+  /** Directories of libvirt's live domain XML. Default: /run/libvirt/qemu and $XDG_RUNTIME_DIR/libvirt/qemu/run. */
+  libvirtDirs?: string[];
+  /** Whether to ask each VM's QMP socket for live state. Default true. */
+  useQmp?: boolean;
+  /** Limit for connecting to a QMP socket and for each QMP command. Default 500 ms. */
+  timeoutMs?: number;
+  /** How to open a QMP session. Default `QmpClient.connect`; tests pass a fake. */
+  qmpConnect?: QmpConnect;
+}
+
+const defaultConnect: QmpConnect = (path, opts) => QmpClient.connect(path, opts);
+
+/**
+ * Finds the running QEMU VMs and their virtio-serial ports: command lines in /proc, libvirt's live XML,
+ * then QMP for live state. Never throws for an unreadable source and never waits on a busy QMP socket
+ * longer than `timeoutMs`: what could not be read is listed in `notes`.
+ */
+export async function discoverHosts(opts: DiscoverOptions = {}): Promise<HostDiscovery> {
+  const procRoot = opts.procRoot ?? "/proc";
+  const timeoutMs = opts.timeoutMs ?? 500;
+  const notes: string[] = [];
+  const found = findQemuProcesses(procRoot);
+  notes.push(...found.notes);
+  let vms = found.processes.map(({ pid, argv }) => _fromCmdline(procRoot, pid, parseQemuArgv(argv), notes));
+
+  const libvirt = readLibvirtDomains(opts.libvirtDirs ?? defaultLibvirtDirs());
+  notes.push(...libvirt.notes);
+  vms = _mergeLibvirt(vms, libvirt.domains);
+
+  if (opts.useQmp ?? true) {
+    const connect = opts.qmpConnect ?? defaultConnect;
+    vms = await Promise.all(vms.map((vm) => _withQmp(vm, connect, timeoutMs, notes)));
+  }
+  vms.sort((a, b) => (a.name ?? "").localeCompare(b.name ?? "") || (a.pid ?? 0) - (b.pid ?? 0));
+  return { vms, notes };
+}
+
+/** How notes name a VM. */
+export function vmLabel(vm: Pick<HostVm, "name" | "pid">): string {
+  if (vm.name !== null && vm.pid !== null) return `VM "${vm.name}" (pid ${vm.pid})`;
+  return vm.name !== null ? `VM "${vm.name}"` : `VM with pid ${vm.pid}`;
+}
+
+/** The command line's VM with its pid, relative paths made absolute, fd-passed sockets resolved and held state from /proc. */
+function _fromCmdline(procRoot: string, pid: number, cmd: QemuCmdline, notes: string[]): HostVm {
+  const vm: HostVm = { ...cmd.vm, pid };
+  notes.push(...cmd.notes.map((n) => `${vmLabel(vm)}: ${n}`));
+
+  // QEMU resolves relative socket paths against its own working directory, not ours.
+  const relative = (p: string | null) => p !== null && !isAbsolute(p) && !p.startsWith("@");
+  if (vm.ports.some((p) => relative(p.path)) || vm.qmp.some(relative)) {
+    let cwd: string | null = null;
+    try {
+      cwd = fs.readlinkSync(`${procRoot}/${pid}/cwd`);
+    } catch (err) {
+      notes.push(`cannot read ${procRoot}/${pid}/cwd: ${describeError(err)} (relative socket paths of ${vmLabel(vm)} left as given)`);
+    }
+    if (cwd !== null) {
+      const abs = (p: string) => (relative(p) ? join(cwd, p) : p);
+      vm.ports = vm.ports.map((p) => (p.path === null || p.backend === "pty" ? p : { ...p, path: abs(p.path) }));
+      vm.qmp = vm.qmp.map(abs);
+    }
+  }
+
+  const wantsSockets = cmd.passedFds.length > 0 || vm.ports.some((p) => p.backend === "unix" && p.mode === "connect");
+  if (!wantsSockets) return vm;
+  let sockets: ReturnType<typeof readProcSockets>;
+  try {
+    sockets = readProcSockets(procRoot, pid);
+  } catch (err) {
+    // Without /proc/PID/fd the paths of inherited sockets stay unknown, which is worth saying; held can still come from QMP.
+    if (cmd.passedFds.length > 0) {
+      notes.push(`cannot read ${procRoot}/${pid}/fd: ${describeError(err)} (socket paths of ${vmLabel(vm)} passed as fds unknown)`);
+    }
+    return vm;
+  }
+  for (const { chardev, fd, use } of cmd.passedFds) {
+    const path = sockets.pathByFd.get(fd);
+    if (path === undefined) continue;
+    if (use === "qmp") vm.qmp.push(path);
+    else vm.ports = vm.ports.map((p) => (p.chardev === chardev ? { ...p, backend: "unix", path } : p));
+  }
+  vm.ports = vm.ports.map((p) =>
+    p.backend === "unix" && p.mode === "connect" && p.path !== null ? { ...p, held: sockets.connected.has(p.path) } : p,
+  );
+  return vm;
+}
+
+/** Joins libvirt domains to command-line VMs (by pid, else name, else uuid); domains with no process are kept as they are. */
+function _mergeLibvirt(vms: HostVm[], domains: LibvirtDomain[]): HostVm[] {
+  const out = [...vms];
+  for (const d of domains) {
+    const i = [
+      out.findIndex((v) => d.vm.pid !== null && v.pid === d.vm.pid),
+      out.findIndex((v) => d.vm.name !== null && v.name === d.vm.name && !v.sources.includes("libvirt")),
+      out.findIndex((v) => d.vm.uuid !== null && v.uuid === d.vm.uuid),
+    ].find((n) => n >= 0);
+    const qmp = (v: HostVm) => v.qmp.filter((p) => p !== d.monitor);
+    if (i === undefined) {
+      out.push({ ...d.vm, qmp: qmp(d.vm) });
+      continue;
+    }
+    const v = out[i]!;
+    out[i] = {
+      ...v,
+      name: v.name ?? d.vm.name,
+      pid: v.pid ?? d.vm.pid,
+      uuid: v.uuid ?? d.vm.uuid,
+      sources: [...v.sources, "libvirt"],
+      qmp: qmp(v),
+      ports: _mergePorts(v.ports, d.vm.ports),
+    };
+  }
+  return out;
+}
+
+/** Fills what the command line could not know (paths of fd-passed sockets, guest state) from libvirt, matching by device id, then name. */
+function _mergePorts(ports: HostPort[], fromLibvirt: HostPort[]): HostPort[] {
+  const used = new Set<HostPort>();
+  const merged = ports.map((p) => {
+    const l =
+      fromLibvirt.find((x) => p.id !== null && x.id === p.id) ?? fromLibvirt.find((x) => p.name !== null && x.name === p.name);
+    if (!l) return p;
+    used.add(l);
+    const unknownPath = p.backend === null || p.backend === "fd" || (p.path === null && p.address === null);
+    return {
+      ...p,
+      name: p.name ?? l.name,
+      nr: p.nr ?? l.nr,
+      bus: p.bus ?? l.bus,
+      ...(unknownPath && { backend: l.backend, path: l.path ?? p.path, address: l.address ?? p.address }),
+      qemuBackend: p.qemuBackend ?? l.qemuBackend,
+      mode: p.mode ?? l.mode,
+      reconnectMs: p.reconnectMs ?? l.reconnectMs,
+      guestOpen: p.guestOpen ?? l.guestOpen,
+    };
+  });
+  // A port libvirt lists but the command line does not: hot-plugged through libvirt.
+  return [...merged, ...fromLibvirt.filter((l) => !used.has(l))];
+}
+
+/** The VM with QMP's live state folded in, from the first QMP socket that answers; notes for those that do not. */
+async function _withQmp(vm: HostVm, connect: QmpConnect, timeoutMs: number, notes: string[]): Promise<HostVm> {
+  for (const path of vm.qmp) {
+    let client: Awaited<ReturnType<QmpConnect>>;
+    const pending = connect(path, { timeoutMs });
+    try {
+      client = await _deadline(pending, timeoutMs * 2, `no answer within ${timeoutMs} ms`);
+    } catch (err) {
+      // A session that opens after we gave up must still be closed, or it would hold QMP's only slot.
+      pending.then((c) => c.close(), () => {});
+      notes.push(`cannot query QMP of ${vmLabel(vm)} at ${path}: ${_qmpReason(err, timeoutMs)}`);
+      continue;
+    }
+    try {
+      // A whole session gets a bounded budget too: a QEMU that answers the greeting and then stalls must not hang us.
+      const view = await _deadline(readQmpView(client, timeoutMs), timeoutMs * 20, `QMP session took over ${timeoutMs * 20} ms`);
+      return applyQmpView(vm, view);
+    } catch (err) {
+      notes.push(`cannot query QMP of ${vmLabel(vm)} at ${path}: ${_qmpReason(err, timeoutMs)}`);
+    } finally {
+      client.close();
+    }
+  }
+  return vm;
+}
+
+/** A QMP failure in a note's words; a missing greeting nearly always means another client holds the socket. */
+function _qmpReason(err: unknown, timeoutMs: number): string {
+  const msg = describeError(err);
+  if (/no greeting/.test(msg)) return `no greeting within ${timeoutMs} ms (QMP serves one client at a time: another one, such as libvirt, holds it)`;
+  return msg.replace(/^QMP connect to "[^"]*" failed: /, "");
+}
+
+/** `p`, or a rejection after `ms`; the timer does not keep the process alive. */
+function _deadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+    timer.unref?.();
+  });
+  return Promise.race([p, expired]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,165 @@
+import type { Socket, SocketHandler } from "bun";
+import { CHUNK_SIZE, type Endpoint, sleep } from "../endpoint.ts";
+import { VmchanError } from "../errors.ts";
+import { ExitCode } from "../exit-codes.ts";
+import { socketOutq } from "../sys/libc.ts";
+
+export interface SocketStreamOptions {
+  /**
+   * On finish(): "half-close" shuts down our write side (TCP peers expect it); "linger" waits until
+   * the peer has read everything (SIOCOUTQ = 0) and then `lingerMs` more, and never half-closes
+   * (QEMU takes SHUT_WR as a disconnect and drops what it has not yet handed to the guest).
+   */
+  finish: "half-close" | "linger";
+  /** With finish "linger": stay connected this long after the send queue is empty. Default 1000 ms. */
+  lingerMs?: number;
+}
+
+/** Read-side queue cap: above it the socket is paused, so a fast peer cannot grow our memory. */
+const QUEUE_CAP = 4 * CHUNK_SIZE;
+
+/**
+ * A connected Bun socket as an Endpoint: reads pull from a bounded queue (pause/resume),
+ * writes wait for the kernel to take every byte (Bun's write() may take fewer than given).
+ */
+export class SocketStream implements Endpoint {
+  readonly label: string;
+  bytesWritten = 0;
+  bytesRead = 0;
+  socket!: Socket<SocketStream>;
+  private readonly queue: Uint8Array[] = [];
+  private queued = 0;
+  private paused = false;
+  /** The peer will send no more (EOF; it may still read: a half-close). */
+  private ended = false;
+  /** The connection is gone (peer closed fully, or error). */
+  private gone = false;
+  private closed = false;
+  private failure: Error | null = null;
+  private wake: (() => void) | null = null;
+  private drained: (() => void) | null = null;
+  private readonly options: SocketStreamOptions;
+
+  constructor(label: string, options: SocketStreamOptions) {
+    this.label = label;
+    this.options = options;
+  }
+
+  /** Handlers that route each socket's events to the SocketStream in its `data` slot. */
+  static readonly handlers: SocketHandler<SocketStream> = {
+    data: (s, chunk) => s.data.onData(chunk),
+    drain: (s) => s.data.onDrain(),
+    end: (s) => s.data.onEnd(),
+    close: (s) => s.data.onGone(null),
+    error: (s, err) => s.data.onGone(err),
+  };
+
+  /** The largest amount this stream buffers on its read side (pause threshold + one socket read). */
+  static readonly queueCap = QUEUE_CAP;
+
+  attach(socket: Socket<SocketStream>): this {
+    this.socket = socket;
+    return this;
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    for (;;) {
+      const chunk = this.queue.shift();
+      if (chunk) {
+        this.queued -= chunk.byteLength;
+        this.bytesRead += chunk.byteLength;
+        if (this.paused && this.queued < QUEUE_CAP / 2) {
+          this.paused = false;
+          this.socket.resume();
+        }
+        return chunk;
+      }
+      if (this.failure) throw this.failure;
+      if (this.ended) return null;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < chunk.byteLength) {
+      if (this.failure) throw this.failure;
+      if (this.gone || this.closed) throw this.peerGone();
+      const n = this.socket.write(off === 0 ? chunk : chunk.subarray(off));
+      if (n > 0) {
+        off += n;
+        this.bytesWritten += n;
+        continue;
+      }
+      if (n < 0) throw this.peerGone();
+      await new Promise<void>((resolve) => (this.drained = resolve));
+    }
+  }
+
+  async finish(): Promise<void> {
+    if (this.closed) return;
+    if (this.options.finish === "half-close") {
+      if (!this.gone) this.socket.shutdown();
+      return;
+    }
+    const fd = (this.socket as unknown as { fd?: number }).fd;
+    while (!this.gone && typeof fd === "number" && socketOutq(fd) > 0) await sleep(5);
+    const linger = this.options.lingerMs ?? 1000;
+    if (!this.gone && linger > 0) await sleep(linger);
+  }
+
+  /** A client that went away before sending anything or being served (a listener skips it). */
+  get abandoned(): boolean {
+    return this.gone && this.queued === 0 && this.bytesRead === 0;
+  }
+
+  close(): void {
+    if (this.closed || !this.socket) return;
+    this.closed = true;
+    // A full close, never shutdown(SHUT_WR) first (see finish).
+    this.socket.terminate();
+  }
+
+  private onData(data: Uint8Array): void {
+    this.queue.push(data);
+    this.queued += data.byteLength;
+    if (!this.paused && this.queued >= QUEUE_CAP) {
+      this.paused = true;
+      this.socket.pause();
+    }
+    this.wakeReader();
+  }
+
+  private onDrain(): void {
+    const d = this.drained;
+    this.drained = null;
+    d?.();
+  }
+
+  private onEnd(): void {
+    this.ended = true;
+    this.wakeReader();
+  }
+
+  private onGone(err: Error | null): void {
+    this.ended = true;
+    this.gone = true;
+    if (err && !this.failure)
+      this.failure = new VmchanError(`connection "${this.label}" failed: ${err.message}`, { code: ExitCode.peerGone });
+    this.wakeReader();
+    this.onDrain();
+  }
+
+  private wakeReader(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private peerGone(): VmchanError {
+    return new VmchanError(`cannot write to "${this.label}": the peer closed the connection after ${this.bytesWritten} bytes were written`, {
+      code: ExitCode.peerGone,
+      hint: "the other side stopped (a VM stopped, a port was removed, or a client exited)",
+    });
+  }
+}
