@@ -44,7 +44,15 @@ export async function discoverHosts(opts: DiscoverOptions = {}): Promise<HostDis
 
   if (opts.useQmp ?? true) {
     const connect = opts.qmpConnect ?? defaultConnect;
-    vms = await Promise.all(vms.map((vm) => _withQmp(vm, connect, timeoutMs, notes)));
+    // In parallel, so the wait for busy sockets does not add up; notes are kept in VM order.
+    const results = await Promise.all(
+      vms.map(async (vm) => {
+        const own: string[] = [];
+        return { vm: await _withQmp(vm, connect, timeoutMs, own), own };
+      }),
+    );
+    vms = results.map((r) => r.vm);
+    notes.push(...results.flatMap((r) => r.own));
   }
   vms.sort((a, b) => (a.name ?? "").localeCompare(b.name ?? "") || (a.pid ?? 0) - (b.pid ?? 0));
   return { vms, notes };
