@@ -21,6 +21,11 @@ export interface DiscoverOptions {
   timeoutMs?: number;
   /** How to open a QMP session. Default `QmpClient.connect`; tests pass a fake. */
   qmpConnect?: QmpConnect;
+  /**
+   * Keeps only the VMs it returns true for, before QMP is asked: resolving one `VM:PORT` need not take
+   * every other VM's single QMP slot. Default: keep all.
+   */
+  filter?: (vm: HostVm) => boolean;
 }
 
 const defaultConnect: QmpConnect = (path, opts) => QmpClient.connect(path, opts);
@@ -41,6 +46,7 @@ export async function discoverHosts(opts: DiscoverOptions = {}): Promise<HostDis
   const libvirt = readLibvirtDomains(opts.libvirtDirs ?? defaultLibvirtDirs());
   notes.push(...libvirt.notes);
   vms = _mergeLibvirt(vms, libvirt.domains);
+  if (opts.filter) vms = vms.filter(opts.filter);
 
   if (opts.useQmp ?? true) {
     const connect = opts.qmpConnect ?? defaultConnect;

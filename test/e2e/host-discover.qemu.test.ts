@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { dlopen, FFIType, ptr } from "bun:ffi";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
@@ -6,120 +7,221 @@ import { join } from "node:path";
 import { discoverHosts } from "../../lib/host/discover.ts";
 import { hostPort, type HostDiscovery, type HostVm } from "../../lib/host/model.ts";
 
-// A real QEMU with no guest at all (-S, no kernel): enough for QEMU's own view of its ports.
+// Real QEMUs with no guest at all (-S, no kernel): enough for QEMU's own view of its ports.
 const dir = mkdtempSync(join(tmpdir(), "vmchan-qemu-"));
-const qmpSock = join(dir, "qmp.sock");
-const aSock = join(dir, "a.sock");
-const bcSock = join(dir, "b,c.sock");
-let qemu: ReturnType<typeof Bun.spawn> | undefined;
-let stderr = "";
-const clients: net.Socket[] = [];
+const path = (name: string) => join(dir, name);
 
-// Last resort if the runner dies before afterAll: never leave a QEMU behind.
-const killQemu = () => qemu?.exitCode === null && qemu.kill("SIGKILL");
-process.once("exit", killQemu);
+/** A QEMU we started; `stderr` fills in when it exits (for failure messages). */
+interface Qemu {
+  proc: ReturnType<typeof Bun.spawn>;
+  stderr: string;
+}
+const qemus: Qemu[] = [];
+const clients: net.Socket[] = [];
+const servers: net.Server[] = [];
+
+// Last resort if the runner exits before afterAll: never leave a QEMU behind.
+const killAll = () => qemus.forEach((q) => q.proc.exitCode === null && q.proc.kill("SIGKILL"));
+process.once("exit", killAll);
+
+function startQemu(args: string[], extraFds: number[] = []): Qemu {
+  const proc = Bun.spawn(["qemu-system-x86_64", "-accel", "tcg", "-S", "-display", "none", "-nodefaults", ...args], {
+    // Extra entries become the child's fds 3, 4, ...: how libvirt hands QEMU pre-opened sockets.
+    stdio: ["ignore", "ignore", "pipe", ...extraFds],
+  });
+  const q: Qemu = { proc, stderr: "" };
+  void new Response(proc.stderr as ReadableStream).text().then((t) => (q.stderr = t));
+  qemus.push(q);
+  return q;
+}
 
 /** Polls `check` every 50 ms until it returns a value, or fails after `ms` saying what it waited for. */
-async function until<T>(what: string, ms: number, check: () => T | undefined | Promise<T | undefined>): Promise<T> {
+async function until<T>(q: Qemu, what: string, ms: number, check: () => T | undefined | Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await check();
     if (v !== undefined) return v;
-    if (qemu?.exitCode !== null) throw new Error(`QEMU exited (${qemu?.exitCode}) while waiting for ${what}: ${stderr}`);
+    if (q.proc.exitCode !== null) throw new Error(`QEMU exited (${q.proc.exitCode}) while waiting for ${what}: ${q.stderr}`);
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await Bun.sleep(50);
   }
 }
 
-/** Our VM in a fresh discovery (other QEMUs on this machine are ignored: match by pid). */
-async function ourVm(opts: { useQmp?: boolean } = {}): Promise<{ d: HostDiscovery; vm: HostVm }> {
-  const d = await discoverHosts({ libvirtDirs: [], timeoutMs: 2000, ...opts });
-  const vm = d.vms.find((v) => v.pid === qemu!.pid);
-  if (!vm) throw new Error(`QEMU pid ${qemu!.pid} not discovered; notes: ${d.notes.join("; ")}`);
+const socketsExist = (q: Qemu, paths: string[]) =>
+  until(q, `sockets ${paths.join(", ")}`, 10_000, () => (paths.every((p) => existsSync(p)) ? true : undefined));
+
+/** A VM in a fresh discovery; other QEMUs on this machine (other tests' labs) are filtered out, so their QMP is not touched. */
+async function discoverVm(q: Qemu, opts: { useQmp?: boolean } = {}): Promise<{ d: HostDiscovery; vm: HostVm }> {
+  const d = await discoverHosts({ libvirtDirs: [], timeoutMs: 2000, filter: (v) => v.pid === q.proc.pid, ...opts });
+  const vm = d.vms.find((v) => v.pid === q.proc.pid);
+  if (!vm) throw new Error(`QEMU pid ${q.proc.pid} not discovered (exit code ${q.proc.exitCode}, stderr ${JSON.stringify(q.stderr)}); notes: ${d.notes.join("; ")}`);
   return { d, vm };
 }
 
+// A listening unix socket as a bare fd, to hand to QEMU the way libvirt does (node:net does not expose fds).
+const libc = dlopen("libc.so.6", {
+  socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  listen: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  close: { args: [FFIType.i32], returns: FFIType.i32 },
+});
+function listeningUnixFd(p: string): number {
+  const fd = libc.symbols.socket(1 /* AF_UNIX */, 1 /* SOCK_STREAM */, 0);
+  const addr = new Uint8Array(110); // struct sockaddr_un
+  new DataView(addr.buffer).setUint16(0, 1, true);
+  const bytes = new TextEncoder().encode(p);
+  addr.set(bytes, 2);
+  if (fd < 0 || libc.symbols.bind(fd, ptr(addr), 2 + bytes.length + 1) !== 0 || libc.symbols.listen(fd, 4) !== 0) {
+    throw new Error(`cannot listen on ${p}`);
+  }
+  return fd;
+}
+
+let plain: Qemu;
+let libvirtLike: Qemu;
+
 beforeAll(async () => {
-  qemu = Bun.spawn(
+  plain = startQemu([
+    "-name", "testvm",
+    "-qmp", `unix:${path("qmp.sock")},server=on,wait=off`,
+    "-device", "virtio-serial-pci,id=vs0",
+    "-chardev", `socket,id=c1,path=${path("a.sock")},server=on,wait=off`,
+    "-device", "virtserialport,bus=vs0.0,chardev=c1,name=org.example.a,id=pa",
+    "-chardev", `socket,id=c2,path=${path("b,c.sock").replaceAll(",", ",,")},server=on,wait=off`,
+    "-device", "virtconsole,chardev=c2,name=con0,id=pc",
+  ]);
+
+  // What libvirt does: monitor and channel sockets opened beforehand and passed as fds, JSON -device,
+  // guest=NAME; plus a client-mode chardev that connects to a listener of ours, and the old flag syntax.
+  const monFd = listeningUnixFd(path("mon.sock"));
+  const chanFd = listeningUnixFd(path("agent.sock"));
+  const listener = net.createServer((c) => clients.push(c));
+  servers.push(listener);
+  await new Promise<void>((resolve) => listener.listen(path("collector.sock"), resolve));
+  libvirtLike = startQemu(
     [
-      "qemu-system-x86_64", "-accel", "tcg", "-S", "-display", "none", "-nodefaults", "-name", "testvm",
-      "-qmp", `unix:${qmpSock},server=on,wait=off`,
-      "-device", "virtio-serial-pci,id=vs0",
-      "-chardev", `socket,id=c1,path=${aSock},server=on,wait=off`,
-      "-device", "virtserialport,bus=vs0.0,chardev=c1,name=org.example.a,id=pa",
-      "-chardev", `socket,id=c2,path=${bcSock.replaceAll(",", ",,")},server=on,wait=off`,
-      "-device", "virtconsole,chardev=c2,name=con0,id=pc",
+      "-name", "guest=lib,,vm,debug-threads=on",
+      "-chardev", "socket,id=charmonitor,fd=3,server=on,wait=off",
+      "-mon", "chardev=charmonitor,id=monitor,mode=control",
+      "-device", '{"driver":"virtio-serial-pci","id":"virtio-serial0"}',
+      "-chardev", "socket,id=charchannel0,fd=4,server=on,wait=off",
+      "-device", '{"driver":"virtserialport","bus":"virtio-serial0.0","nr":1,"chardev":"charchannel0","id":"channel0","name":"org.qemu.guest_agent.0"}',
+      "-chardev", `socket,id=charchannel1,path=${path("collector.sock")},reconnect=1`,
+      "-device", '{"driver":"virtserialport","bus":"virtio-serial0.0","nr":2,"chardev":"charchannel1","id":"channel1","name":"org.example.push"}',
+      // QEMU 7.2 creates all QemuOpts devices before the JSON ones, so this port needs a bus of its own syntax.
+      "-device", "virtio-serial-pci,id=vs1",
+      "-chardev", `socket,id=old,path=${path("old.sock")},server,nowait`,
+      "-device", "virtserialport,chardev=old,name=old.port",
     ],
-    { stdin: "ignore", stdout: "ignore", stderr: "pipe" },
+    [monFd, chanFd],
   );
-  void new Response(qemu.stderr as ReadableStream).text().then((t) => (stderr = t));
-  await until("QEMU's sockets", 10_000, () => ([qmpSock, aSock, bcSock].every((p) => existsSync(p)) ? true : undefined));
-}, 15_000);
+  // QEMU has its own copies now.
+  libc.symbols.close(monFd);
+  libc.symbols.close(chanFd);
+
+  await socketsExist(plain, [path("qmp.sock"), path("a.sock"), path("b,c.sock")]);
+  await socketsExist(libvirtLike, [path("old.sock")]);
+  await until(libvirtLike, "QEMU to connect to our listener", 10_000, () => (clients.length > 0 ? true : undefined));
+}, 30_000);
 
 afterAll(async () => {
   for (const c of clients) c.destroy();
-  if (qemu && qemu.exitCode === null) {
-    qemu.kill("SIGTERM");
-    const exited = await Promise.race([qemu.exited.then(() => true), Bun.sleep(3000).then(() => false)]);
-    if (!exited) {
-      qemu.kill("SIGKILL");
-      await Promise.race([qemu.exited, Bun.sleep(3000)]);
-    }
-  }
-  process.removeListener("exit", killQemu);
+  for (const s of servers) s.close();
+  await Promise.all(
+    qemus.map(async ({ proc }) => {
+      if (proc.exitCode !== null) return;
+      proc.kill("SIGTERM");
+      const exited = await Promise.race([proc.exited.then(() => true), Bun.sleep(3000).then(() => false)]);
+      if (!exited) {
+        proc.kill("SIGKILL");
+        await Promise.race([proc.exited, Bun.sleep(3000)]);
+      }
+    }),
+  );
+  process.removeListener("exit", killAll);
   rmSync(dir, { recursive: true, force: true });
-}, 10_000);
+}, 15_000);
 
 describe("host discovery against a real QEMU", () => {
   test("finds the VM, its ports, paths with the comma unescaped, and QMP state", async () => {
-    const { vm } = await ourVm();
+    const { vm } = await discoverVm(plain);
     expect(vm).toEqual({
       name: "testvm",
-      pid: qemu!.pid,
+      pid: plain.proc.pid,
       uuid: null,
       sources: ["cmdline", "qmp"],
-      qmp: [qmpSock],
+      qmp: [path("qmp.sock")],
       startedPaused: true,
       running: false,
       ports: [
         hostPort({
           kind: "serial", name: "org.example.a", id: "pa", chardev: "c1", bus: "vs0.0", nr: 1,
-          backend: "unix", qemuBackend: "socket", path: aSock, mode: "connect", guestOpen: false, held: false,
+          backend: "unix", qemuBackend: "socket", path: path("a.sock"), mode: "connect", guestOpen: false, held: false,
         }),
         // QMP says frontend-open=true for the console although no guest runs: guestOpen stays null.
         hostPort({
           kind: "console", name: "con0", id: "pc", chardev: "c2", bus: "vs0.0", nr: 0,
-          backend: "unix", qemuBackend: "socket", path: bcSock, mode: "connect", guestOpen: null, held: false,
+          backend: "unix", qemuBackend: "socket", path: path("b,c.sock"), mode: "connect", guestOpen: null, held: false,
         }),
       ],
     });
   }, 10_000);
 
   test("discovery leaves the QMP socket free for the next client", async () => {
-    await ourVm();
-    const { vm, d } = await ourVm();
+    await discoverVm(plain);
+    const { vm, d } = await discoverVm(plain);
     expect(vm.sources).toContain("qmp");
-    expect(d.notes.filter((n) => n.includes(qmpSock))).toEqual([]);
+    expect(d.notes).toEqual([]);
   }, 10_000);
 
   test("a client connected to a port's socket shows as held, through QMP and through /proc", async () => {
-    const client = net.createConnection({ path: aSock });
+    const client = net.createConnection({ path: path("a.sock") });
     clients.push(client);
     await new Promise<void>((resolve, reject) => client.once("connect", resolve).once("error", reject));
     // QEMU accepts from its main loop: wait (bounded) until it has.
-    const held = await until("QEMU to accept the client", 5000, async () => {
-      const { vm } = await ourVm();
+    const held = await until(plain, "QEMU to accept the client", 5000, async () => {
+      const { vm } = await discoverVm(plain);
       return vm.ports[0]!.held ? vm : undefined;
     });
     expect(held.ports.map((p) => [p.name, p.held, p.guestOpen])).toEqual([
       ["org.example.a", true, false],
       ["con0", false, null],
     ]);
-    const { vm: procOnly } = await ourVm({ useQmp: false });
+    const { vm: procOnly } = await discoverVm(plain, { useQmp: false });
     expect(procOnly.sources).toEqual(["cmdline"]);
     expect(procOnly.ports.map((p) => [p.name, p.held, p.guestOpen])).toEqual([
       ["org.example.a", true, null],
       ["con0", false, null],
     ]);
   }, 15_000);
+
+  test("libvirt-style fds: socket paths and the QMP monitor come from /proc, client mode shows as held", async () => {
+    const { vm, d } = await discoverVm(libvirtLike);
+    expect(d.notes).toEqual([]);
+    expect(vm).toEqual({
+      name: "lib,vm",
+      pid: libvirtLike.proc.pid,
+      uuid: null,
+      sources: ["cmdline", "qmp"],
+      qmp: [path("mon.sock")],
+      startedPaused: true,
+      running: false,
+      ports: [
+        // QOM order (peripheral, then peripheral-anon), not command-line order.
+        hostPort({
+          kind: "serial", name: "org.example.push", id: "channel1", chardev: "charchannel1", bus: "virtio-serial0.0", nr: 2,
+          backend: "unix", qemuBackend: "socket", path: path("collector.sock"), mode: "listen", reconnectMs: 1000,
+          guestOpen: false, held: true,
+        }),
+        hostPort({
+          kind: "serial", name: "org.qemu.guest_agent.0", id: "channel0", chardev: "charchannel0", bus: "virtio-serial0.0", nr: 1,
+          backend: "unix", qemuBackend: "socket", path: path("agent.sock"), mode: "connect", guestOpen: false, held: false,
+        }),
+        hostPort({
+          kind: "serial", name: "old.port", chardev: "old", bus: "vs1.0", nr: 1,
+          backend: "unix", qemuBackend: "socket", path: path("old.sock"), mode: "connect", guestOpen: false, held: false,
+        }),
+      ],
+    });
+  }, 10_000);
 });

@@ -316,6 +316,20 @@ describe("discoverHosts", () => {
     expect(elapsed).toBeLessThan(1000);
   });
 
+  test("a filter keeps other VMs' QMP sockets untouched", async () => {
+    fx = fakeHost();
+    const connect = fakeConnect([]);
+    const d = await discoverHosts({
+      procRoot: join(fx.root, "proc"),
+      libvirtDirs: [],
+      timeoutMs: 50,
+      qmpConnect: connect,
+      filter: (vm) => vm.name === "lab,one",
+    });
+    expect(d.vms.map((v) => v.pid)).toEqual([4242]);
+    expect(connect.paths).toEqual(["/run/vm/lab,one/qmp.sock"]);
+  });
+
   test("a domain libvirt knows but /proc does not show is still listed", async () => {
     fx = new FixtureRoot().file("/run/libvirt/qemu/web01.xml", fixtureText("web01.xml")).dir("/proc");
     const d = await discoverHosts({ procRoot: join(fx.root, "proc"), libvirtDirs: [join(fx.root, "run/libvirt/qemu")], useQmp: true, qmpConnect: fakeConnect([]) });
