@@ -8,8 +8,8 @@ import { portOpenError } from "./port-errors.ts";
 
 /** The kernel's caps: one write() takes at most 32 KiB, one read() returns at most 4 KiB. */
 const MAX_WRITE = 32 * 1024;
-/** Re-check state this often even without SIGIO, in case a signal was missed (cheap: one poll). */
-const SAFETY_POLL_MS = 1000;
+/** Re-check state this often even without SIGIO, in case a signal was missed (one poll; rare, so waiting costs no CPU). */
+const SAFETY_POLL_MS = 5000;
 
 export interface PortOptions {
   /** Wait for the host to connect (default true); false: fail at once with ExitCode.noPeer. */

@@ -1,0 +1,202 @@
+/**
+ * cat and send inside a real guest, against real virtio-serial ports (issue: guest data path).
+ * The host side here is the harness's own socket code, so these tests prove the guest half alone.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { ExitCode } from "../../lib/exit-codes.ts";
+import { PortsListing } from "../../lib/schema.ts";
+import { Lab } from "../lab/lab.ts";
+import { writeAndClose } from "../lab/socket.ts";
+import { randomBytes, readHashed, sha256 } from "../support/host-io.ts";
+
+const MiB = 1024 * 1024;
+let lab: Lab;
+
+beforeAll(async () => {
+  lab = await Lab.boot({
+    name: "vmchan-guest-data",
+    ports: [
+      { name: "t.in" },
+      { name: "t.out" },
+      { name: "t.wait" },
+      { name: "t.follow" },
+      { name: "t.nowait" },
+      { name: "t.busy" },
+      { name: "t.late" },
+      { name: "t.unplug", id: "unplug0" },
+      { name: "t.gone" },
+      { name: "t.bytes" },
+    ],
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await lab?.close();
+}, 60_000);
+
+/** The guest's sha256 of a file. */
+async function guestSha(path: string): Promise<string> {
+  const r = await lab.run(`sha256sum ${path}`);
+  expect(r.code).toBe(0);
+  return r.stdout.split(/\s+/)[0]!;
+}
+
+/** Waits until a guest process holds the port open (per `vmchan ports list --json`); returns its pid. */
+async function waitOpen(port: string): Promise<number> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const r = await lab.run("vmchan ports list --json");
+    const holder = PortsListing.parse(JSON.parse(r.stdout)).guest.find((p) => p.name === port)?.holders[0];
+    if (holder) return holder.pid;
+    if (Date.now() > deadline) throw new Error(`no guest process opened port ${port} within 30 s`);
+    await Bun.sleep(100);
+  }
+}
+
+describe("guest cat and send (real guest)", () => {
+  test("16 MiB host to guest through cat, sha256 equal", async () => {
+    const data = randomBytes(16 * MiB, 3);
+    const job = await lab.spawn("vmchan cat t.in > /tmp/in.bin");
+    await waitOpen("t.in");
+    await writeAndClose(await lab.connect("t.in"), data, 1500);
+    const r = await job.wait({ timeoutMs: 120_000 });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(await guestSha("/tmp/in.bin")).toBe(sha256(data));
+    await lab.run("rm -f /tmp/in.bin");
+  }, 180_000);
+
+  test("16 MiB guest to host through send, sha256 equal", async () => {
+    const prep = await lab.run("head -c 16777216 /dev/urandom > /tmp/out.bin && sha256sum /tmp/out.bin");
+    expect(prep.code).toBe(0);
+    const sock = await lab.connect("t.out");
+    const reading = readHashed(sock, 16 * MiB, 120_000);
+    const r = await lab.run("vmchan send t.out /tmp/out.bin", { timeoutMs: 120_000 });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const got = await reading;
+    sock.destroy();
+    expect(got.bytes).toBe(16 * MiB);
+    expect(got.sha).toBe(prep.stdout.split(/\s+/)[0]!);
+    await lab.run("rm -f /tmp/out.bin");
+  }, 180_000);
+
+  test("cat waits for the host without spinning (CPU under 1% over 10 s), then gets everything sent after the connect", async () => {
+    const job = await lab.spawn("vmchan cat t.wait > /tmp/wait.bin");
+    const pid = await waitOpen("t.wait");
+    const cpu = await lab.run(
+      `pid=${pid}
+       t() { cat /proc/$pid/task/*/stat | awk '{s+=$14+$15} END {print s}'; }
+       a=$(t); sleep 10; b=$(t); echo $((b - a))
+       for task in /proc/$pid/task/*; do echo "$(cat $task/comm) $(awk '{print $14+$15}' $task/stat)" >&2; done`,
+      { timeoutMs: 60_000 },
+    );
+    expect(cpu.code).toBe(0);
+    const ticks = Number(cpu.stdout.trim()); // clock ticks (USER_HZ = 100/s): 1% of 10 s = 10 ticks
+    console.log(`cat waiting for a host used ${ticks} clock ticks (1/100 s) of CPU in 10 s; per thread:\n${cpu.stderr}`);
+    expect(ticks, cpu.stderr).toBeLessThan(10);
+    const data = randomBytes(256 * 1024, 5);
+    await writeAndClose(await lab.connect("t.wait"), data, 1000);
+    const r = await job.wait({ timeoutMs: 30_000 });
+    expect(r.code).toBe(0);
+    expect(await guestSha("/tmp/wait.bin")).toBe(sha256(data));
+  }, 120_000);
+
+  test("cat --follow receives data from two successive host connections", async () => {
+    const job = await lab.spawn("vmchan cat --follow t.follow > /tmp/follow.txt");
+    await waitOpen("t.follow");
+    await writeAndClose(await lab.connect("t.follow"), "first connection\n", 800);
+    await Bun.sleep(500);
+    await writeAndClose(await lab.connect("t.follow"), "second connection\n", 800);
+    await Bun.sleep(500);
+    const alive = await lab.run(`kill -0 ${job.pid} && cat /tmp/follow.txt`);
+    expect(alive.code).toBe(0);
+    expect(alive.stdout).toBe("first connection\nsecond connection\n");
+    await job.kill("TERM");
+    await job.wait({ timeoutMs: 10_000 });
+  }, 60_000);
+
+  test("cat --no-wait with no host exits at once with the no-peer code", async () => {
+    const r = await lab.run("s=$(date +%s); vmchan cat --no-wait t.nowait; rc=$?; e=$(date +%s); echo $((e - s)) >&2; exit $rc");
+    expect(r.code).toBe(ExitCode.noPeer);
+    expect(r.stderr.split("\n")[0]).toBe('vmchan: port "t.nowait" has no host connected (hint: connect to the port\'s socket on the host, or drop --no-wait to wait for it)');
+    expect(Number(r.stderr.split("\n")[1])).toBeLessThanOrEqual(2);
+    const t = await lab.run("vmchan cat --timeout 1 t.nowait");
+    expect(t.code).toBe(ExitCode.timeout);
+    expect(t.stderr).toContain('gave up waiting for the host on port "t.nowait" after 1.0 s');
+  }, 60_000);
+
+  test("a second cat on a held port fails with the busy message naming the first", async () => {
+    const first = await lab.spawn("exec vmchan cat t.busy > /dev/null");
+    await waitOpen("t.busy");
+    const r = await lab.run("vmchan cat t.busy");
+    expect(r.code).toBe(ExitCode.busy);
+    expect(r.stderr).toBe(
+      `vmchan: cannot open port "t.busy": busy, held by pid ${first.pid} (vmchan) (hint: only one process may open a port at a time; stop the holder first)\n`,
+    );
+    await first.kill("TERM");
+    await first.wait({ timeoutMs: 10_000 });
+  }, 60_000);
+
+  test("send of 1 MiB started before the host connects completes after the connect, every byte delivered", async () => {
+    await lab.run("head -c 1048576 /dev/urandom > /tmp/late.bin");
+    const job = await lab.spawn("vmchan send t.late /tmp/late.bin");
+    await waitOpen("t.late");
+    await Bun.sleep(1000);
+    const stillWaiting = await lab.run(`kill -0 ${job.pid}`);
+    expect(stillWaiting.code).toBe(0);
+    const sock = await lab.connect("t.late");
+    const got = await readHashed(sock, MiB, 60_000);
+    const r = await job.wait({ timeoutMs: 60_000 });
+    sock.destroy();
+    expect(r.code).toBe(0);
+    expect(got.sha).toBe(await guestSha("/tmp/late.bin"));
+  }, 120_000);
+
+  test("cat --bytes stops after N bytes", async () => {
+    const job = await lab.spawn("vmchan cat --bytes 10 t.bytes > /tmp/bytes.txt");
+    await waitOpen("t.bytes");
+    const sock = await lab.connect("t.bytes");
+    sock.write("0123456789abcdefghij");
+    const r = await job.wait({ timeoutMs: 30_000 });
+    sock.destroy();
+    expect(r.code).toBe(0);
+    expect((await lab.run("cat /tmp/bytes.txt")).stdout).toBe("0123456789");
+  }, 60_000);
+
+  test("send reports how many bytes were written when the host leaves midway", async () => {
+    await lab.run("head -c 67108864 /dev/zero > /tmp/gone.bin");
+    const sock = await lab.connect("t.gone");
+    let got = 0;
+    const enough = new Promise<void>((resolve) =>
+      sock.on("data", (d: Buffer) => {
+        got += d.length;
+        if (got > MiB) resolve();
+      }),
+    );
+    const job = await lab.spawn("vmchan send t.gone /tmp/gone.bin");
+    await enough;
+    sock.destroy();
+    const r = await job.wait({ timeoutMs: 60_000 });
+    expect(r.code).toBe(ExitCode.peerGone);
+    expect(r.stderr).toMatch(/^vmchan: cannot write to port "t\.gone": the host disconnected after \d+ bytes were written \(hint: .+\)\n$/);
+    await lab.run("rm -f /tmp/gone.bin");
+  }, 120_000);
+
+  test("a port removed with device_del while cat reads ends cat with the unplug code within 1 s", async () => {
+    const job = await lab.spawn("vmchan cat t.unplug > /dev/null");
+    await waitOpen("t.unplug");
+    const sock = await lab.connect("t.unplug");
+    sock.write("some data\n");
+    const deleted = lab.qmp.waitEvent("DEVICE_DELETED", (d) => d?.device === "unplug0", 30_000);
+    await lab.qmp.execute("device_del", { id: "unplug0" });
+    await deleted;
+    const t0 = performance.now();
+    const r = await job.wait({ timeoutMs: 10_000 });
+    const elapsed = performance.now() - t0;
+    sock.destroy();
+    expect(r.code).toBe(ExitCode.unplugged);
+    expect(r.stderr).toContain('vmchan: port "t.unplug" was removed (hot-unplugged) while in use');
+    expect(elapsed).toBeLessThan(1000);
+  }, 60_000);
+});
