@@ -102,9 +102,9 @@ export function isQemuCommand(argv0: string): boolean {
 const FLAGS = new Set([
   "S", "s", "nographic", "no-reboot", "no-shutdown", "nodefaults", "nodefconfig", "no-user-config",
   "enable-kvm", "snapshot", "daemonize", "no-hpet", "no-acpi", "full-screen", "win2k-hack", "no-fd-bootchk",
-  "no-kvm", "no-kvm-irqchip", "no-kvm-pit", "no-kvm-pit-reinjection", "enable-sync-profile", "preconfig",
-  "only-migratable", "semihosting", "old-param", "no-quit", "curses", "alt-grab", "ctrl-grab",
-  "version", "help", "h", "enable-fips", "xen-attach", "xen-domid-restrict", "no-frame", "no-graphic",
+  "no-kvm", "no-kvm-irqchip", "no-kvm-pit", "no-kvm-pit-reinjection", "preconfig", "singlestep", "usb",
+  "only-migratable", "semihosting", "old-param", "no-quit", "curses", "alt-grab", "ctrl-grab", "no-frame",
+  "version", "help", "h", "enable-fips", "xen-attach", "xen-domid-restrict", "rtc-td-hack",
 ]);
 
 /** Splits argv into (option, value) pairs; a value is null for flags. Unknown options take a value unless the next word looks like an option. */
@@ -219,6 +219,10 @@ export function parseQemuArgv(argv: readonly string[]): QemuCmdline {
         uuid = value.toLowerCase();
         break;
       case "chardev": {
+        if (value.trimStart().startsWith("{")) {
+          notes.push(`cannot follow -chardev ${value}: the JSON form is not read`);
+          break;
+        }
         const o = parseOptionString(value, { implied: "backend" });
         const id = o.get("id");
         if (id !== undefined) chardevs.set(id, _chardev(o));

@@ -149,6 +149,14 @@ describe("parseQemuArgv", () => {
     expect(r.notes).toEqual(['cannot parse -device {"driver":"virtserialport",: invalid JSON']);
   });
 
+  test("a JSON -chardev is noted, and its port keeps an unknown backend", () => {
+    const r = parseQemuArgv([
+      "qemu-system-x86_64", "-chardev", '{"id":"j","backend":{"type":"socket"}}', "-device", "virtserialport,chardev=j,name=n",
+    ]);
+    expect(r.vm.ports).toEqual([hostPort({ kind: "serial", name: "n", chardev: "j" })]);
+    expect(r.notes).toEqual(['cannot follow -chardev {"id":"j","backend":{"type":"socket"}}: the JSON form is not read']);
+  });
+
   test("abstract unix sockets are shown as @name", () => {
     const r = parseQemuArgv([
       "qemu-system-x86_64", "-chardev", "socket,id=a,path=vmchan-a,abstract=on,server=on,wait=off", "-device", "virtserialport,chardev=a,name=n",
