@@ -1,0 +1,129 @@
+/**
+ * The host half of the data path: the compiled binary on the host talking to a real QEMU's port
+ * sockets, with vmchan in the guest on the other end.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Lab } from "../lab/lab.ts";
+import { VMCHAN } from "../support/binary.ts";
+import { randomBytes, sha256 } from "../support/host-io.ts";
+
+const MiB = 1024 * 1024;
+let lab: Lab;
+
+beforeAll(async () => {
+  lab = await Lab.boot({
+    name: "vmchan-host-data",
+    ports: [{ name: "h.follow" }, { name: "h.in" }, { name: "h.out" }, { name: "h.client", mode: "client" }],
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await lab?.close();
+}, 60_000);
+
+/** Runs the host binary; resolves with code, stdout bytes and stderr. */
+async function host(args: string[], opts: { stdin?: Uint8Array; timeoutMs?: number } = {}) {
+  const proc = Bun.spawn([VMCHAN, ...args], {
+    stdin: opts.stdin ? new Blob([opts.stdin]) : "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).arrayBuffer(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  return { code, stdout: Buffer.from(out), stderr: err };
+}
+
+async function guestSha(path: string): Promise<string> {
+  const r = await lab.run(`sha256sum ${path}`);
+  expect(r.code).toBe(0);
+  return r.stdout.split(/\s+/)[0]!;
+}
+
+describe("host cat and send against a real QEMU (unix:PATH)", () => {
+  test("20 successive host sends of 1 MiB into a guest cat --follow: every byte arrives", async () => {
+    const job = await lab.spawn("vmchan cat --follow h.follow > /tmp/follow.bin");
+    const whole = createHash("sha256");
+    const file = join(lab.dir, "chunk.bin");
+    for (let i = 0; i < 20; i++) {
+      const chunk = randomBytes(MiB, 100 + i);
+      whole.update(chunk);
+      writeFileSync(file, chunk);
+      const r = await host(["send", `unix:${lab.socketPath("h.follow")}`, file]);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+    }
+    rmSync(file);
+    const size = await lab.run("wc -c < /tmp/follow.bin");
+    expect(Number(size.stdout.trim())).toBe(20 * MiB);
+    expect(await guestSha("/tmp/follow.bin")).toBe(whole.digest("hex"));
+    await job.kill("TERM");
+    await job.wait({ timeoutMs: 10_000 });
+    await lab.run("rm -f /tmp/follow.bin");
+  }, 300_000);
+
+  test("16 MiB host send to guest cat, and guest send to host cat, sha256 equal both ways", async () => {
+    const data = randomBytes(16 * MiB, 7);
+    const file = join(lab.dir, "in.bin");
+    writeFileSync(file, data);
+    const job = await lab.spawn("vmchan cat h.in > /tmp/in.bin");
+    const sent = await host(["send", `unix:${lab.socketPath("h.in")}`, file]);
+    rmSync(file);
+    expect(sent.code).toBe(0);
+    expect((await job.wait({ timeoutMs: 60_000 })).code).toBe(0);
+    expect(await guestSha("/tmp/in.bin")).toBe(sha256(data));
+
+    const prep = await lab.run("head -c 16777216 /dev/urandom > /tmp/out.bin && sha256sum /tmp/out.bin");
+    const reader = host(["cat", "--bytes", "16M", `unix:${lab.socketPath("h.out")}`]);
+    await Bun.sleep(300);
+    const guestSend = await lab.run("vmchan send h.out /tmp/out.bin", { timeoutMs: 120_000 });
+    expect(guestSend.code).toBe(0);
+    const got = await reader;
+    expect(got.code).toBe(0);
+    expect(got.stdout.length).toBe(16 * MiB);
+    expect(sha256(got.stdout)).toBe(prep.stdout.split(/\s+/)[0]!);
+    await lab.run("rm -f /tmp/in.bin /tmp/out.bin");
+  }, 300_000);
+
+  test("a second host client on a held socket is refused with the busy code", async () => {
+    const first = Bun.spawn([VMCHAN, "cat", `unix:${lab.socketPath("h.out")}`], { stdout: "ignore", stderr: "pipe" });
+    await Bun.sleep(500);
+    const second = await host(["cat", `unix:${lab.socketPath("h.out")}`], { timeoutMs: 10_000 });
+    first.kill("SIGTERM");
+    await first.exited;
+    expect(second.code).toBe(4);
+    expect(second.stderr).toBe(
+      `vmchan: cannot connect to "unix:${lab.socketPath("h.out")}": another client already holds ${lab.socketPath("h.out")} (hint: QEMU serves one client per port socket; stop the other client (libvirt holds org.qemu.guest_agent.0))\n`,
+    );
+  }, 60_000);
+
+  test("a client-mode chardev reaches host listen, and data flows both ways", async () => {
+    const path = lab.socketPath("h.client");
+    const listener = Bun.spawn([VMCHAN, "listen", `unix:${path}`], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    // QEMU retries every second; the guest's cat then sees a host.
+    const job = await lab.spawn("vmchan cat --bytes 6 h.client");
+    listener.stdin.write("hello\n");
+    await listener.stdin.flush();
+    const r = await job.wait({ timeoutMs: 30_000 });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("hello\n");
+    const back = await lab.run("vmchan send --data 'from guest' h.client", { timeoutMs: 30_000 });
+    expect(back.code).toBe(0);
+    const reader = listener.stdout.getReader();
+    let text = "";
+    const deadline = Date.now() + 10_000;
+    while (!text.includes("from guest") && Date.now() < deadline) {
+      const { value, done } = await Promise.race([reader.read(), Bun.sleep(1000).then(() => ({ value: undefined, done: false }))]);
+      if (done) break;
+      if (value) text += Buffer.from(value).toString();
+    }
+    listener.kill("SIGTERM");
+    await listener.exited;
+    expect(text).toBe("from guest");
+    const mode = (await Bun.file(path).exists()) ? (await import("node:fs")).statSync(path).mode & 0o777 : -1;
+    expect([0o600, -1]).toContain(mode);
+  }, 60_000);
+});
