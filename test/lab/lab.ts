@@ -17,7 +17,7 @@ import { ensureBaseInitramfs, writeInitrd } from "./initramfs.ts";
 import { ensureKernel } from "./kernel.ts";
 import { controlPortName, type LabPort, qemuArgs, type ResolvedPort, resolvePorts } from "./qemu-args.ts";
 import { connectUnix, writeAndClose } from "./socket.ts";
-import { startWatchdog } from "./watchdog.ts";
+import { startWatchdog, type Watchdog } from "./watchdog.ts";
 
 export type { GuestJob, LabPort, ResolvedPort, RunResult };
 export { controlPortName };
@@ -67,6 +67,7 @@ export class Lab {
   readonly #proc: ReturnType<typeof Bun.spawn>;
   #qmp: QmpClient | null = null;
   #agent: AgentClient | null = null;
+  #watchdog: Watchdog | null = null;
   #closed = false;
 
   private constructor(name: string, dir: string, ports: ResolvedPort[], proc: ReturnType<typeof Bun.spawn>) {
@@ -109,7 +110,7 @@ export class Lab {
       lab = new Lab(options.name ?? "vmchan-lab", dir, ports, proc);
       live.add(lab);
       installExitHook();
-      startWatchdog(proc.pid, dir);
+      lab.#watchdog = startWatchdog(proc.pid, dir);
       await lab.#start(options.timeoutMs ?? 120_000);
       lab.bootMs = Date.now() - started;
       return lab;
@@ -204,6 +205,7 @@ export class Lab {
       await exitedWithin(this.#proc, 5000);
     }
     rmSync(this.dir, { recursive: true, force: true });
+    this.#watchdog?.release();
     live.delete(this);
   }
 

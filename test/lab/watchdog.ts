@@ -1,29 +1,49 @@
 /**
  * Never leave a QEMU behind: a tiny shell process, in its own session so a Ctrl-C aimed at the test runner does not
- * stop it, polls the test process. When that process is gone (killed, crashed), it kills QEMU and removes the lab dir.
+ * stop it, kills QEMU and removes the lab dir when the test process goes away without closing the lab.
+ *
+ * It learns that from a pipe, not by polling the pid: its stdin is a pipe whose only writer is the test process, so
+ * it reads end-of-file the moment that process dies, however it dies, even when it lingers as an unreaped zombie
+ * (which `kill -0` would still report as alive).
  */
-import { spawn } from "node:child_process";
 
 const script = `
-parent=$1 qemu=$2 dir=$3
-while kill -0 "$parent" 2>/dev/null; do
-  # QEMU ended normally (the lab closed it): nothing left to guard.
-  kill -0 "$qemu" 2>/dev/null || exit 0
-  sleep 0.5
-done
+qemu=$1 dir=$2
+read -r line
+[ "$line" = closed ] && exit 0
 # Check the pid still is QEMU before killing it (comm is cut to 15 characters).
 case "$(cat /proc/$qemu/comm 2>/dev/null)" in qemu-system-*) kill -9 "$qemu" ;; esac
 rm -rf "$dir"
 `;
 
-/** Starts the watchdog for `qemuPid`; returns its pid. */
-export function startWatchdog(qemuPid: number, dir: string): number {
-  const child = spawn("sh", ["-c", script, "vmchan-lab-watchdog", String(process.pid), String(qemuPid), dir], {
+/** A running watchdog; `release()` tells it the lab was closed properly, so it exits without doing anything. */
+export interface Watchdog {
+  pid: number;
+  release(): void;
+}
+
+/** Starts the watchdog for `qemuPid` and the lab dir `dir`. */
+export function startWatchdog(qemuPid: number, dir: string): Watchdog {
+  const proc = Bun.spawn(["sh", "-c", script, "vmchan-lab-watchdog", String(qemuPid), dir], {
     detached: true,
-    stdio: "ignore",
+    stdin: "pipe",
+    stdout: "ignore",
+    stderr: "ignore",
   });
-  // The test process must be free to exit while the watchdog runs.
-  child.unref();
-  if (child.pid === undefined) throw new Error("could not start the lab watchdog");
-  return child.pid;
+  // The test process must stay free to exit while the watchdog waits.
+  proc.unref();
+  let released = false;
+  return {
+    pid: proc.pid,
+    release: () => {
+      if (released) return;
+      released = true;
+      try {
+        proc.stdin.write("closed\n");
+        void proc.stdin.end();
+      } catch {
+        // Already gone: nothing to release.
+      }
+    },
+  };
 }
