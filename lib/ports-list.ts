@@ -1,28 +1,47 @@
-import type { Context } from "./context.ts";
+import { type Context, under } from "./context.ts";
 import { VmchanError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
 import { listGuestPorts, noPortsReason } from "./guest/ports.ts";
+import { discoverHosts } from "./host/discover.ts";
+import { defaultLibvirtDirs } from "./host/libvirt.ts";
+import type { HostDiscovery, HostVm } from "./host/model.ts";
 import type { GuestPort, PortsListing } from "./schema.ts";
 import { formatTable } from "./table.ts";
 
 export interface PortsListOptions {
-  /** Print JSON (schema: PortsListing) instead of a table. Default false. */
+  /** Print JSON (schema: PortsListing) instead of tables. Default false. */
   json?: boolean;
+  /** Host side: only the VM with this name or pid. */
+  vm?: string;
+  /** Host side: ask each VM's QMP socket for live state (guest-open, held). Default true. */
+  qmp?: boolean;
 }
 
-/** `vmchan ports list`: every virtio-serial port this machine can see. */
-export function portsList(ctx: Context, options: PortsListOptions = {}): number {
-  const guest = listGuestPorts(ctx.root);
-  if (guest.length === 0) {
+/** `vmchan ports list`: the guest's ports and, on a host, every running VM's ports. */
+export async function portsList(ctx: Context, options: PortsListOptions = {}): Promise<number> {
+  const guest = options.vm === undefined ? listGuestPorts(ctx.root) : [];
+  const matches = (vm: HostVm) => options.vm === undefined || vm.name === options.vm || String(vm.pid) === options.vm;
+  const host = await discoverHosts({
+    procRoot: under(ctx.root, "/proc"),
+    libvirtDirs: defaultLibvirtDirs(ctx.env).map((d) => under(ctx.root, d)),
+    useQmp: options.qmp ?? true,
+    filter: matches,
+  });
+  for (const note of host.notes) ctx.err(`vmchan: note: ${note}\n`);
+  if (options.vm !== undefined && host.vms.length === 0)
+    throw new VmchanError(`no running VM named "${options.vm}"`, { code: ExitCode.notFound, hint: "see 'vmchan ports list' for every VM" });
+  if (guest.length === 0 && host.vms.length === 0) {
     const { reason, hint } = noPortsReason(ctx.root);
-    throw new VmchanError(`no virtio-serial ports: ${reason}`, { code: ExitCode.noPorts, hint });
+    throw new VmchanError(`no virtio-serial ports: ${reason}, and it runs no QEMU VM`, { code: ExitCode.noPorts, hint });
   }
-  const listing: PortsListing = { guest };
+  const listing: PortsListing = { guest, host };
   if (options.json) {
     ctx.out(JSON.stringify(listing, null, 2) + "\n");
     return ExitCode.ok;
   }
-  ctx.out(guestTable(guest));
+  const both = guest.length > 0 && host.vms.length > 0;
+  if (guest.length > 0) ctx.out((both ? "Guest ports:\n" : "") + guestTable(guest));
+  if (host.vms.length > 0) ctx.out((both ? "\nHost VMs:\n" : "") + hostTable(host));
   return ExitCode.ok;
 }
 
@@ -33,7 +52,7 @@ function guestTable(ports: readonly GuestPort[]): string {
     p.name ?? "(unnamed)",
     p.device,
     p.link === null ? "-" : p.linkPresent ? "present" : "missing",
-    p.kind === "console" ? `console ${p.console ?? "hvc?"}` : p.kind,
+    p.kind === "console" ? `console ${p.console?.replace("/dev/", "") ?? "hvc?"}` : p.kind,
     p.hostConnected === null ? unknown : p.hostConnected ? "connected" : "disconnected",
     p.guestConnected === null ? unknown : p.guestConnected ? "open" : "closed",
     p.bytesSent === null ? "-" : String(p.bytesSent),
@@ -45,4 +64,24 @@ function guestTable(ports: readonly GuestPort[]): string {
         : "?",
   ]);
   return formatTable(["NAME", "DEVICE", "LINK", "KIND", "HOST", "GUEST", "SENT", "RECEIVED", "HELD BY"], rows);
+}
+
+function hostTable(host: HostDiscovery): string {
+  const rows = host.vms.flatMap((vm) =>
+    (vm.ports.length ? vm.ports : [null]).map((p) =>
+      p === null
+        ? [vm.name ?? "-", String(vm.pid ?? "-"), "(no ports)", "", "", "", "", ""]
+        : [
+            vm.name ?? "-",
+            String(vm.pid ?? "-"),
+            p.name ?? p.id ?? "(unnamed)",
+            p.kind,
+            p.backend === "tcp" ? `tcp:${p.address}` : (p.path ?? (p.backend === "fd" ? "fd (path unknown)" : p.qemuBackend ?? "-")),
+            p.mode === "connect" ? "we connect" : p.mode === "listen" ? "QEMU connects" : "-",
+            p.guestOpen === null ? unknown : p.guestOpen ? "open" : "closed",
+            p.held === null ? unknown : p.held ? "held" : "free",
+          ],
+    ),
+  );
+  return formatTable(["VM", "PID", "PORT", "KIND", "SOCKET", "MODE", "GUEST", "CLIENT"], rows);
 }

@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { HostDiscovery } from "./host/model.ts";
 
 /** A process that has a port (or a host socket) open. */
 export const Holder = z.object({
@@ -36,8 +37,9 @@ export const GuestPort = z.object({
 });
 export type GuestPort = z.infer<typeof GuestPort>;
 
-/** The whole `ports list --json` document. */
+/** The whole `ports list --json` document: this guest's ports, and the VMs this host runs. */
 export const PortsListing = z.object({
   guest: z.array(GuestPort),
+  host: HostDiscovery,
 });
 export type PortsListing = z.infer<typeof PortsListing>;

@@ -7,6 +7,7 @@ export class FixtureRoot {
   readonly root: string;
   constructor() {
     this.root = mkdtempSync(join(tmpdir(), "vmchan-fixture-"));
+    this.dir("/proc");
   }
   file(path: string, text: string): this {
     const full = join(this.root, path);

@@ -94,7 +94,7 @@ describe("ports list", () => {
     const r = await runCommand(fx.root, (ctx) => portsList(ctx));
     expect(r.code).toBe(ExitCode.noPorts);
     expect(r.stdout).toBe("");
-    expect(r.stderr).toMatch(/^vmchan: no virtio-serial ports: this machine is not a virtual machine guest \(hint: .+\)\n$/);
+    expect(r.stderr).toMatch(/^vmchan: no virtio-serial ports: this machine is not a virtual machine guest, and it runs no QEMU VM \(hint: .+\)\n$/);
   });
 
   test("no ports: a VM without a virtio-serial device", async () => {
@@ -108,6 +108,40 @@ describe("ports list", () => {
     fx = new FixtureRoot().file("/sys/bus/virtio/devices/virtio1/device", "0x0003\n");
     const r = await runCommand(fx.root, (ctx) => portsList(ctx));
     expect(r.code).toBe(ExitCode.noPorts);
-    expect(r.stderr).toContain("the virtio_console module is not loaded (hint: run 'modprobe virtio_console' as root)");
+    expect(r.stderr).toBe("vmchan: no virtio-serial ports: the virtio_console module is not loaded, and it runs no QEMU VM (hint: run 'modprobe virtio_console' as root)\n");
+  });
+});
+
+describe("ports list on a host", () => {
+  const qemu = (...argv: string[]) => argv.join("\0") + "\0";
+  test("shows each VM's ports from its QEMU command line, as a table and as JSON", async () => {
+    fx = new FixtureRoot()
+      .file(
+        "/proc/4242/cmdline",
+        qemu(
+          "qemu-system-x86_64", "-name", "guest=vm1,debug-threads=on", "-device", "virtio-serial-pci,id=vs0",
+          "-chardev", "socket,id=c1,path=/run/vm1/a,,b.sock,server=on,wait=off",
+          "-device", "virtserialport,bus=vs0.0,chardev=c1,name=org.example.a,id=pa",
+          "-chardev", "socket,id=c2,path=/run/vm1/log.sock,reconnect=1",
+          "-device", "virtconsole,chardev=c2,name=con0,id=pc",
+        ),
+      )
+      .dir("/proc/4242/fd");
+    const r = await runCommand(fx.root, (ctx) => portsList(ctx, { qmp: false }));
+    expect(r.code).toBe(0);
+    expect(r.stdout.split("\n").map((l) => l.split(/\s{2,}/))).toEqual([
+      ["VM", "PID", "PORT", "KIND", "SOCKET", "MODE", "GUEST", "CLIENT"],
+      ["vm1", "4242", "org.example.a", "serial", "/run/vm1/a,b.sock", "we connect", "unknown", "unknown"],
+      ["vm1", "4242", "con0", "console", "/run/vm1/log.sock", "QEMU connects", "unknown", "unknown"],
+      [""],
+    ]);
+    const json = PortsListing.parse(JSON.parse((await runCommand(fx.root, (ctx) => portsList(ctx, { qmp: false, json: true }))).stdout));
+    expect(json.guest).toEqual([]);
+    expect(json.host.vms.map((v) => [v.name, v.pid, v.ports.map((p) => [p.name, p.kind, p.path, p.mode])])).toEqual([
+      ["vm1", 4242, [["org.example.a", "serial", "/run/vm1/a,b.sock", "connect"], ["con0", "console", "/run/vm1/log.sock", "listen"]]],
+    ]);
+    const missing = await runCommand(fx.root, (ctx) => portsList(ctx, { qmp: false, vm: "vm2" }));
+    expect(missing.code).toBe(ExitCode.notFound);
+    expect(missing.stderr).toBe(`vmchan: no running VM named "vm2" (hint: see 'vmchan ports list' for every VM)\n`);
   });
 });
