@@ -5,8 +5,9 @@ import { run } from "./run.ts";
 export function catCommand(): Command {
   const cmd = new Command("cat")
     .description("copy a port's data to stdout until the host leaves")
-    .argument("<port>", "port name, vportNpM, hvcN or /dev path")
+    .argument("<port>", "guest: port name, vportNpM, hvcN or /dev path; host: VM:NAME or unix:PATH")
     .option("-f, --follow", "keep reading across host disconnects and reconnects, like tail -f")
+    .option("--vm <vm>", "host: the VM (name or pid) whose port PORT is, same as VM:PORT")
     .option("--no-wait", "exit at once (code 6) if no host is connected")
     .option("-t, --timeout <seconds>", "give up (code 7) if no host connects within this time")
     .option("-c, --bytes <n>", "stop after N bytes (suffixes k, M, G)")
@@ -20,7 +21,7 @@ export function catCommand(): Command {
       await run(async (ctx) => {
         const { parseByteCount, parseSeconds } = await import("../lib/args.ts");
         const { cat } = await import("../lib/cat.ts");
-        return cat(ctx, port, {
+        return cat(ctx, opts.vm === undefined ? port : `${opts.vm}:${port}`, {
           follow: opts.follow ?? false,
           wait: opts.wait,
           timeoutMs: opts.timeout === undefined ? undefined : parseSeconds(opts.timeout, "--timeout"),

@@ -46,7 +46,7 @@ export function completionCommands(program: () => Command): Command[] {
     .action(async (words) => {
       await run(async (ctx) => {
         const lib = await import("../lib/completions.ts");
-        ctx.out(lib.completeWords(commandSpec(program()), words, lib.liveCandidates()));
+        ctx.out(lib.completeWords(commandSpec(program()), words, await lib.liveCandidates()));
         return 0;
       });
     });

@@ -5,9 +5,11 @@ import { run } from "./run.ts";
 export function sendCommand(): Command {
   const cmd = new Command("send")
     .description("write stdin, files or a string to a port")
-    .argument("<port>", "port name, vportNpM, hvcN or /dev path")
+    .argument("<port>", "guest: port name, vportNpM, hvcN or /dev path; host: VM:NAME or unix:PATH")
     .argument("[files...]", "files to send in order ('-' is stdin); default stdin")
     .option("-d, --data <string>", "send this string instead of stdin")
+    .option("--vm <vm>", "host: the VM (name or pid) whose port PORT is, same as VM:PORT")
+    .option("--linger <seconds>", "host: stay connected this long after QEMU has read everything", "1")
     .option("--no-wait", "exit at once (code 6) if no host is connected")
     .option("-t, --timeout <seconds>", "give up (code 7) if no host connects within this time")
     .addHelpText(
@@ -20,7 +22,8 @@ export function sendCommand(): Command {
       await run(async (ctx) => {
         const { parseSeconds } = await import("../lib/args.ts");
         const { send } = await import("../lib/send.ts");
-        return send(ctx, port, files, {
+        return send(ctx, opts.vm === undefined ? port : `${opts.vm}:${port}`, files, {
+          lingerMs: parseSeconds(opts.linger, "--linger"),
           data: opts.data,
           wait: opts.wait,
           timeoutMs: opts.timeout === undefined ? undefined : parseSeconds(opts.timeout, "--timeout"),

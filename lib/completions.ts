@@ -1,4 +1,5 @@
 import { RootCommand, script, type Command as TabCommand } from "@bomb.sh/tab";
+import { under } from "./context.ts";
 import { listGuestPorts } from "./guest/ports.ts";
 import { UsageError } from "./errors.ts";
 
@@ -17,18 +18,28 @@ export type Shell = (typeof SHELLS)[number];
 /** Argument names whose values come from this machine at completion time. */
 export type Candidates = (argName: string) => { value: string; description: string }[];
 
-/** Port names of this guest, for `<port>`-like arguments; empty where there are none (a host, for now). */
-export function liveCandidates(root = "/"): Candidates {
-  return (argName) => {
-    if (!["port", "address", "a", "b"].includes(argName)) return [];
-    try {
-      return listGuestPorts(root)
-        .filter((p) => p.name !== null)
-        .map((p) => ({ value: p.name!, description: `${p.kind} ${p.device}` }));
-    } catch {
-      return [];
+/** Values for `<port>`-like arguments and `--vm`: this guest's port names, and `VM:NAME` of every VM on a host. */
+export async function liveCandidates(root = "/"): Promise<Candidates> {
+  const ports: { value: string; description: string }[] = [];
+  const vms: { value: string; description: string }[] = [];
+  try {
+    for (const p of listGuestPorts(root)) if (p.name !== null) ports.push({ value: p.name, description: `${p.kind} ${p.device}` });
+  } catch {
+    // not a guest
+  }
+  try {
+    // No QMP: completion must be instant and must not take a VM's only QMP slot.
+    const { discoverHosts } = await import("./host/discover.ts");
+    const host = await discoverHosts({ procRoot: under(root, "/proc"), libvirtDirs: [], useQmp: false });
+    for (const vm of host.vms) {
+      const vmName = vm.name ?? String(vm.pid);
+      vms.push({ value: vmName, description: `QEMU pid ${vm.pid}` });
+      for (const p of vm.ports) if (p.name) ports.push({ value: `${vmName}:${p.name}`, description: `${p.kind} ${p.path ?? ""}`.trim() });
     }
-  };
+  } catch {
+    // no /proc to read
+  }
+  return (argName) => (argName === "vm" ? vms : ["port", "address", "a", "b"].includes(argName) ? ports : []);
 }
 
 /** Runs `fn` and returns what it printed with console.log (the completion library prints). */
@@ -57,7 +68,10 @@ export function completeWords(root: CommandSpec, words: string[], candidates: Ca
   const addOptions = (target: TabCommand, spec: CommandSpec) => {
     for (const o of spec.options) {
       const handler = o.takesValue
-        ? (complete: (v: string, d: string) => void) => o.choices?.forEach((c) => complete(c, ""))
+        ? (complete: (v: string, d: string) => void) => {
+            o.choices?.forEach((c) => complete(c, ""));
+            for (const c of candidates(o.long)) complete(c.value, c.description);
+          }
         : undefined;
       if (handler) target.option(o.long, o.description, handler, o.short);
       else target.option(o.long, o.description, o.short ?? "");

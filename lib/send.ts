@@ -14,6 +14,8 @@ export interface SendOptions {
   wait?: boolean;
   /** Bound on the wait for the host, ms. */
   timeoutMs?: number;
+  /** Host: stay connected this long after QEMU has read everything, ms. Default 1000. */
+  lingerMs?: number;
   /** Input file descriptor when no files are given. Default 0 (stdin). */
   inFd?: number;
 }

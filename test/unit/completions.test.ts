@@ -14,9 +14,23 @@ describe("dynamic completion values", () => {
     const { catCommand } = await import("../../cli/cat.ts");
     const program = new Command("vmchan");
     program.addCommand(catCommand() as never);
-    const out = completeWords(commandSpec(program as never), ["cat", "org.example.l"], liveCandidates(fx.root));
+    const out = completeWords(commandSpec(program as never), ["cat", "org.example.l"], await liveCandidates(fx.root));
     expect(out).toBe("org.example.log.0\tunknown /dev/vport0p1\n:4\n");
-    const all = completeWords(commandSpec(program as never), ["cat", ""], liveCandidates(fx.root));
+    const all = completeWords(commandSpec(program as never), ["cat", ""], await liveCandidates(fx.root));
     expect(all.split("\n").map((l) => l.split("\t")[0])).toEqual(["org.example.log.0", "org.example.cmd.0", ":4", ""]);
+  });
+
+  test("on a host, port arguments complete to VM:NAME and --vm to VM names", async () => {
+    fx = new FixtureRoot()
+      .file("/proc/77/cmdline", ["qemu-system-x86_64", "-name", "web", "-chardev", "socket,id=c,path=/run/w.sock,server=on", "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=c,name=org.qemu.guest_agent.0"].join("\0") + "\0")
+      .dir("/proc/77/fd");
+    const { Command } = await import("@commander-js/extra-typings");
+    const { catCommand } = await import("../../cli/cat.ts");
+    const program = new Command("vmchan");
+    program.addCommand(catCommand() as never);
+    const spec = commandSpec(program as never);
+    const candidates = await liveCandidates(fx.root);
+    expect(completeWords(spec, ["cat", "we"], candidates)).toBe("web:org.qemu.guest_agent.0\tserial /run/w.sock\n:4\n");
+    expect(completeWords(spec, ["cat", "--vm", ""], candidates)).toBe("web\tQEMU pid 77\n:4\n");
   });
 });
