@@ -2,7 +2,7 @@
  * The guest kernel: Debian's current linux-image-*-amd64, unpacked once into the cache with just the modules
  * virtio-serial needs (uncompressed, so busybox insmod can load them).
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { aptUpdate, mustRun, runCommand } from "./host-deps.ts";
 
@@ -44,6 +44,9 @@ async function currentKernelPackage(): Promise<{ pkg: string; version: string }>
 // Asked once per process: several labs in one test run share the answer.
 let current: Promise<{ pkg: string; version: string }> | null = null;
 
+// One fetch per process even when labs boot in parallel.
+const fetches = new Map<string, Promise<void>>();
+
 /** Returns the cached kernel for Debian's current linux-image-amd64, fetching and unpacking it on first use. */
 export async function ensureKernel(cacheDir: string): Promise<LabKernel> {
   current ??= currentKernelPackage();
@@ -54,7 +57,14 @@ export async function ensureKernel(cacheDir: string): Promise<LabKernel> {
   // The version is part of the key: a rebuilt package with the same ABI name must not reuse the old files.
   const dir = join(cacheDir, "kernel", `${pkg}_${version.replace(/[^\w.+-]/g, "_")}`);
   const manifestPath = join(dir, "manifest.json");
-  if (!existsSync(manifestPath)) await fetchKernel(pkg, version, dir);
+  if (!existsSync(manifestPath)) {
+    let fetch = fetches.get(dir);
+    if (!fetch) {
+      fetch = fetchKernel(pkg, version, dir).finally(() => fetches.delete(dir));
+      fetches.set(dir, fetch);
+    }
+    await fetch;
+  }
   const m = JSON.parse(readFileSync(manifestPath, "utf8")) as Manifest;
   return { pkg, pkgVersion: version, release: m.release, vmlinuz: join(dir, "vmlinuz"), modules: m.modules.map((name) => join(dir, "modules", `${name}.ko`)) };
 }
@@ -84,8 +94,17 @@ async function fetchKernel(pkg: string, version: string, dir: string): Promise<v
     for (const m of order) writeFileSync(join(out, "modules", `${m.name}.ko`), await uncompressed(join(modDir, m.file)));
     const manifest: Manifest = { release, modules: order.map((m) => m.name) };
     writeFileSync(join(out, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(out, dir);
+    // Another process may have finished the same kernel meanwhile: theirs is as good as ours.
+    if (!existsSync(join(dir, "manifest.json"))) {
+      rmSync(dir, { recursive: true, force: true });
+      renameSync(out, dir);
+    }
+    // Older kernels are stale once the current one is in place; so are work dirs an interrupted run left (after an hour).
+    for (const f of readdirSync(parent)) {
+      const path = join(parent, f);
+      const stale = f.startsWith(".tmp-") ? path !== work && Date.now() - statSync(path).mtimeMs > 3_600_000 : path !== dir;
+      if (stale) rmSync(path, { recursive: true, force: true });
+    }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

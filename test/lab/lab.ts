@@ -164,12 +164,12 @@ export class Lab {
   }
 
   /** Runs `script` with sh in the guest (stdin /dev/null); rejects on timeout (default 60000 ms), killing the script. */
-  run(script: string, opts: { timeoutMs?: number } = {}): Promise<RunResult> {
+  async run(script: string, opts: { timeoutMs?: number } = {}): Promise<RunResult> {
     return this.#agentOrThrow().run(script, opts);
   }
 
   /** Starts `script` in the background in the guest, in its own process group; resolves once it has a pid. */
-  spawn(script: string): Promise<GuestJob> {
+  async spawn(script: string): Promise<GuestJob> {
     return this.#agentOrThrow().spawn(script);
   }
 
