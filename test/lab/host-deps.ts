@@ -58,7 +58,23 @@ export function aptInstallLine(pkgs: readonly string[]): string {
  * Installs whichever of `pkgs` is missing (as root; `apt-get update` and one retry if the first install fails),
  * or throws an error naming the apt-get line when not root.
  */
-export async function ensurePackages(pkgs: readonly string[] = labPackages): Promise<void> {
+export function ensurePackages(pkgs: readonly string[] = labPackages): Promise<void> {
+  // Once per process and package list: labs booting in parallel must not run apt-get side by side (dpkg lock).
+  const key = pkgs.join(" ");
+  let p = ensured.get(key);
+  if (!p) {
+    p = installMissing(pkgs).catch((err: unknown) => {
+      ensured.delete(key);
+      throw err;
+    });
+    ensured.set(key, p);
+  }
+  return p;
+}
+
+const ensured = new Map<string, Promise<void>>();
+
+async function installMissing(pkgs: readonly string[]): Promise<void> {
   const missing: string[] = [];
   for (const p of pkgs) if (!(await isInstalled(p))) missing.push(p);
   if (missing.length === 0) return;
