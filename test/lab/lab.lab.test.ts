@@ -11,12 +11,14 @@ const long = 120_000;
 describe("the lab", () => {
   let lab: Lab;
   // A listener for the client-mode port: QEMU connects to it, retrying every second.
-  const listenDir = mkdtempSync("/tmp/vmchan-lab-listen-");
-  const listenPath = join(listenDir, "client.sock");
+  let listenDir = "";
+  let listenPath = "";
   const accepted: net.Socket[] = [];
   const server = net.createServer((s) => accepted.push(s.on("error", () => {})));
 
   beforeAll(async () => {
+    listenDir = mkdtempSync("/tmp/vmchan-lab-listen-");
+    listenPath = join(listenDir, "client.sock");
     await new Promise<void>((resolve) => server.listen(listenPath, resolve));
     lab = await Lab.boot({
       ports: [{ name: "org.vmchan.lab.client", mode: "client", path: listenPath, nr: 1 }],
@@ -27,7 +29,7 @@ describe("the lab", () => {
     await lab?.close();
     for (const s of accepted) s.destroy();
     server.close();
-    rmSync(listenDir, { recursive: true, force: true });
+    if (listenDir) rmSync(listenDir, { recursive: true, force: true });
   }, long);
 
   test(
