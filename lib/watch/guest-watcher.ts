@@ -1,0 +1,179 @@
+import * as fs from "node:fs";
+import { under } from "../context.ts";
+import { describeError } from "../host/describe-error.ts";
+import { parseDebugInfo, portEntries } from "../guest/ports.ts";
+import type { GuestWatchEvent } from "./event.ts";
+
+const SYSFS_PORTS = "/sys/class/virtio-ports";
+const DEBUGFS_PORTS = "/sys/kernel/debug/virtio-ports";
+
+/** A guest event before it is stamped with the time. */
+export type GuestChange = Omit<GuestWatchEvent, "time">;
+
+/** Options of GuestWatcher. */
+export interface GuestWatcherOptions {
+  /**
+   * How long a new port may stay without its `name` file before it is reported with name null. The name
+   * follows the port by 10 to 20 ms (facts (f)); a port the host gave no name never gets one. Default 2000 ms.
+   */
+  nameGraceMs?: number;
+  /** Milliseconds clock. Default Date.now; tests pass a fake. */
+  now?: () => number;
+}
+
+interface Tracked {
+  /** `vportNpM`. */
+  port: string;
+  /** The sysfs entry's inode: a port unplugged and plugged again between two polls gets the same vportNpM but a new inode. */
+  ino: number;
+  name: string | null;
+  seenAt: number;
+  /** Whether port-added was reported (or the port was there when watching began). */
+  announced: boolean;
+  /** debugfs host_connected; null when unknown. */
+  host: boolean | null;
+}
+
+/**
+ * Watches this guest's virtio-serial ports by polling sysfs (ports, names) and debugfs (host_connected).
+ * It never opens a port: opening makes QEMU deliver the host's data, closing throws it away (facts (b)), and
+ * only one process may hold a port. Each `poll()` returns what changed since the previous one; the first
+ * poll only records the state.
+ */
+export class GuestWatcher {
+  readonly #root: string;
+  readonly #graceMs: number;
+  readonly #now: () => number;
+  readonly #ports = new Map<string, Tracked>();
+  #primed = false;
+  /** null = readable; otherwise why not. */
+  #debugfsProblem: string | null = "not checked yet";
+  #debugfsNoted = false;
+
+  constructor(root: string, options: GuestWatcherOptions = {}) {
+    this.#root = root;
+    this.#graceMs = options.nameGraceMs ?? 2000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Whether /sys/class/virtio-ports exists (the virtio_console driver is loaded). */
+  get isGuest(): boolean {
+    return _exists(under(this.#root, SYSFS_PORTS));
+  }
+
+  /** How many ports are known now. */
+  get portCount(): number {
+    return this.#ports.size;
+  }
+
+  /** Why host connect/disconnect cannot be watched, or null when debugfs is readable. */
+  get debugfsProblem(): string | null {
+    return this.#debugfsProblem;
+  }
+
+  /** Reads sysfs and debugfs once; returns the changes, and at most once in the watcher's life a note about debugfs. */
+  poll(): { changes: GuestChange[]; notes: string[] } {
+    const now = this.#now();
+    const changes: GuestChange[] = [];
+    const notes: string[] = [];
+    const entries = portEntries(this.#root);
+    if (this.#debugfsProblem !== null) this.#checkDebugfs();
+    if (this.#debugfsProblem !== null && entries.length > 0 && !this.#debugfsNoted) {
+      this.#debugfsNoted = true;
+      notes.push(
+        `host connect/disconnect cannot be watched: ${DEBUGFS_PORTS} is not readable (${this.#debugfsProblem}); ports added and removed are still reported` +
+          ` (hint: run as root with debugfs mounted: mount -t debugfs none /sys/kernel/debug)`,
+      );
+    }
+
+    const present = new Set<string>();
+    for (const port of entries) {
+      const ino = this.#ino(port);
+      if (ino === null) continue; // removed between readdir and lstat: gone next poll
+      present.add(port);
+      let t = this.#ports.get(port);
+      if (t && t.ino !== ino) {
+        this.#removed(t, changes);
+        t = undefined;
+      }
+      if (!t) {
+        t = { port, ino, name: null, seenAt: now, announced: !this.#primed, host: null };
+        this.#ports.set(port, t);
+      }
+      if (t.name === null) t.name = this.#readName(port);
+      const host = this.#readHostConnected(port);
+      if (!t.announced) {
+        if (t.name === null && now - t.seenAt < this.#graceMs) continue;
+        t.announced = true;
+        changes.push(this.#change("port-added", t, "sysfs"));
+        if (host === true) changes.push(this.#change("host-connected", t, "debugfs"));
+        t.host = host;
+        continue;
+      }
+      if (host !== null && t.host !== null && host !== t.host) {
+        changes.push(this.#change(host ? "host-connected" : "host-disconnected", t, "debugfs"));
+      }
+      // A state learned for the first time (at the start, or once debugfs became readable) is not a change.
+      if (host !== null) t.host = host;
+    }
+    for (const t of [...this.#ports.values()]) if (!present.has(t.port)) this.#removed(t, changes);
+    this.#primed = true;
+    return { changes, notes };
+  }
+
+  #removed(t: Tracked, changes: GuestChange[]): void {
+    this.#ports.delete(t.port);
+    // Gone within the name's grace time: it did exist, so both halves are reported.
+    if (!t.announced) changes.push(this.#change("port-added", t, "sysfs"));
+    changes.push(this.#change("port-removed", t, "sysfs"));
+  }
+
+  #change(event: GuestChange["event"], t: Tracked, via: GuestChange["via"]): GuestChange {
+    return { side: "guest", event, port: t.name, device: `/dev/${t.port}`, via };
+  }
+
+  #checkDebugfs(): void {
+    try {
+      fs.readdirSync(under(this.#root, DEBUGFS_PORTS));
+      this.#debugfsProblem = null;
+    } catch (err) {
+      this.#debugfsProblem = describeError(err);
+    }
+  }
+
+  #ino(port: string): number | null {
+    try {
+      return fs.lstatSync(under(this.#root, `${SYSFS_PORTS}/${port}`)).ino;
+    } catch {
+      return null;
+    }
+  }
+
+  #readName(port: string): string | null {
+    try {
+      const name = fs.readFileSync(under(this.#root, `${SYSFS_PORTS}/${port}/name`), "utf8").trim();
+      return name === "" ? null : name;
+    } catch {
+      return null;
+    }
+  }
+
+  #readHostConnected(port: string): boolean | null {
+    if (this.#debugfsProblem !== null) return null;
+    try {
+      const v = parseDebugInfo(fs.readFileSync(under(this.#root, `${DEBUGFS_PORTS}/${port}`), "utf8")).host_connected;
+      return v === "1" ? true : v === "0" ? false : null;
+    } catch {
+      return null;
+    }
+  }
+}
+
+function _exists(path: string): boolean {
+  try {
+    fs.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
