@@ -1,0 +1,326 @@
+import { discoverHosts, type DiscoverOptions, vmLabel } from "../host/discover.ts";
+import type { HostDiscovery, HostPort, HostVm } from "../host/model.ts";
+import type { QmpEvent } from "../host/qmp.ts";
+import { QmpClient } from "../host/qmp.ts";
+import { applyQmpView, type QmpView } from "../host/qmp-state.ts";
+import type { HostWatchEvent } from "./event.ts";
+import { type QmpEventConnect, QmpWatchSession } from "./qmp-session.ts";
+
+/** A host event before it is stamped with the time. */
+export type HostChange = Omit<HostWatchEvent, "time">;
+type Via = HostChange["via"];
+
+/** Options of HostWatcher. */
+export interface HostWatcherOptions {
+  /** Called for every change, in order. */
+  emit: (change: HostChange) => void;
+  /** Called once per distinct note (a source that cannot be read or used), without the "vmchan: note: " prefix. */
+  note: (text: string) => void;
+  /** Where /proc is. Default "/proc". */
+  procRoot?: string;
+  /** Directories of libvirt's live domain XML. Default: discovery's default. */
+  libvirtDirs?: string[];
+  /** Watch only the VMs it returns true for (`--vm`). Default: all. */
+  filter?: (vm: HostVm) => boolean;
+  /** Host discovery without QMP (/proc, libvirt). Default `discoverHosts`; tests pass a fake. */
+  discover?: (opts: DiscoverOptions) => Promise<HostDiscovery>;
+  /** How to open a QMP session with events. Default `QmpClient.connect`. */
+  qmpConnect?: QmpEventConnect;
+  /** Limit for a QMP connect (a busy socket gives no greeting) and each QMP command. Default 500 ms. */
+  timeoutMs?: number;
+  /** How long to wait before trying a VM's QMP sockets again after none answered. Default 10000 ms. */
+  qmpRetryMs?: number;
+  /** Milliseconds clock. Default Date.now. */
+  now?: () => number;
+}
+
+/** A port as last reported, with who last set its open state. */
+type TrackedPort = HostPort & {
+  /** The source of the last guestOpen value, to tell a coalesced VSERPORT_CHANGE from the late event of a change a poll saw first. */
+  openVia: Via | null;
+  /** Reported as added while its open state was unknown: the first state learned, if open, is reported. */
+  fresh: boolean;
+};
+
+interface VmState {
+  key: string;
+  vm: HostVm;
+  ports: Map<string, TrackedPort>;
+  /** False until the state of a VM that was running when watching began is known: until then changes are only recorded. */
+  primed: boolean;
+  session: QmpWatchSession | null;
+  connecting: boolean;
+  retryAt: number;
+  gone: boolean;
+  /** Port updates of this VM run one at a time, in arrival order. */
+  queue: Promise<void>;
+  noted: boolean;
+}
+
+const defaultConnect: QmpEventConnect = (path, opts) => QmpClient.connect(path, opts);
+
+/**
+ * Watches the QEMU VMs of this host: /proc (and libvirt's live XML) every tick for VMs starting and stopping,
+ * and per VM one held QMP connection for VSERPORT_CHANGE and DEVICE_DELETED events plus a cheap poll for
+ * hot-plugged ports and ports without an id (which get no events). A VM whose QMP sockets are all busy
+ * falls back to libvirt's live XML for the guest's open state, or to /proc alone, and says so once.
+ */
+export class HostWatcher {
+  readonly #o: Required<Omit<HostWatcherOptions, "libvirtDirs" | "filter">> & Pick<HostWatcherOptions, "libvirtDirs" | "filter">;
+  readonly #vms = new Map<string, VmState>();
+  readonly #notes = new Set<string>();
+  #started = false;
+  #closed = false;
+
+  constructor(options: HostWatcherOptions) {
+    this.#o = {
+      procRoot: "/proc",
+      discover: discoverHosts,
+      qmpConnect: defaultConnect,
+      timeoutMs: 500,
+      qmpRetryMs: 10_000,
+      now: Date.now,
+      ...options,
+    };
+  }
+
+  /** The VMs watched now. */
+  get vms(): HostVm[] {
+    return [...this.#vms.values()].map((s) => s.vm);
+  }
+
+  /**
+   * One round: rescans /proc and libvirt, reports VMs that started or stopped, polls each held QMP session.
+   * The first round only records what is there.
+   */
+  async tick(): Promise<void> {
+    if (this.#closed) return;
+    const found = await this.#o.discover({
+      procRoot: this.#o.procRoot,
+      ...(this.#o.libvirtDirs && { libvirtDirs: this.#o.libvirtDirs }),
+      useQmp: false,
+      ...(this.#o.filter && { filter: this.#o.filter }),
+    });
+    if (this.#closed) return;
+    for (const n of found.notes) this.#noteOnce(n);
+    const seen = new Set<string>();
+    for (const vm of found.vms) {
+      const key = _vmKey(vm);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      let st = this.#vms.get(key);
+      if (!st) {
+        st = { key, vm, ports: new Map(), primed: this.#started, session: null, connecting: false, retryAt: 0, gone: false, queue: Promise.resolve(), noted: false };
+        this.#vms.set(key, st);
+        if (this.#started) this.#emitVm(st, "vm-started", vm.sources.includes("cmdline") ? "proc" : "libvirt");
+      } else {
+        st.vm = vm;
+      }
+      if (!st.session) {
+        const s = st;
+        this.#enqueue(s, async () => {
+          if (s.session) return;
+          this.#applyPorts(s, vm.ports, vm.sources.includes("cmdline") ? "proc" : "libvirt", "libvirt", () => true);
+          // With no QMP to ask, this first look is all there is to know.
+          if (vm.qmp.length === 0) s.primed = true;
+        });
+      }
+      this.#maybeConnect(st);
+    }
+    for (const st of [...this.#vms.values()]) if (!seen.has(st.key)) this.#stopped(st);
+    await Promise.all(
+      [...this.#vms.values()].filter((s) => s.session).map((s) => this.#enqueue(s, () => this.#refresh(s, null))),
+    );
+    this.#started = true;
+  }
+
+  /** Closes every QMP session; no change is reported after this. */
+  close(): void {
+    this.#closed = true;
+    for (const st of this.#vms.values()) {
+      st.session?.close();
+      st.session = null;
+    }
+  }
+
+  #enqueue(st: VmState, fn: () => Promise<void> | void): Promise<void> {
+    const next = st.queue.then(async () => {
+      if (!this.#closed && !st.gone) await fn();
+    });
+    st.queue = next.catch(() => {});
+    return st.queue;
+  }
+
+  #maybeConnect(st: VmState): void {
+    if (st.session || st.connecting || st.vm.qmp.length === 0 || this.#o.now() < st.retryAt) return;
+    st.connecting = true;
+    void QmpWatchSession.open(st.vm.qmp, this.#o.qmpConnect, this.#o.timeoutMs).then(({ session, failures }) => {
+      st.connecting = false;
+      if (this.#closed || st.gone) {
+        session?.close();
+        return;
+      }
+      if (!session) {
+        st.retryAt = this.#o.now() + this.#o.qmpRetryMs;
+        // What /proc and libvirt showed is the state, as far as anything can tell.
+        this.#enqueue(st, () => void (st.primed = true));
+        if (!st.noted) {
+          st.noted = true;
+          const fallback = st.vm.sources.includes("libvirt")
+            ? "guest open/close comes from libvirt's live XML instead"
+            : "guest open/close of its ports cannot be watched (VMs starting and stopping and their ports still are)";
+          this.#noteOnce(`${vmLabel(st.vm)}: no QMP socket answered (${failures.join("; ")}); ${fallback}; retrying every ${Math.round(this.#o.qmpRetryMs / 1000)} s`);
+        }
+        return;
+      }
+      st.session = session;
+      session.onEvent((ev) => this.#onQmpEvent(st, session, ev));
+      this.#enqueue(st, () => this.#refresh(st, null));
+    });
+  }
+
+  /** Polls the VM's QMP view and applies it; a failed poll drops the session (QEMU gone, or the socket closed). */
+  async #refresh(st: VmState, eventOwned: string | null): Promise<void> {
+    const session = st.session;
+    if (!session) return;
+    let view: QmpView;
+    try {
+      view = await session.view();
+    } catch {
+      session.close();
+      if (st.session === session) {
+        st.session = null;
+        st.retryAt = this.#o.now() + this.#o.qmpRetryMs;
+      }
+      return;
+    }
+    if (st.session !== session || st.gone || this.#closed) return;
+    // Without QOM's device list (an old QEMU), the ports known so far stand and only their chardev state is new.
+    const known = view.devices === null ? { ...st.vm, ports: [...st.ports.values()] } : st.vm;
+    const ports = applyQmpView(known, view).ports;
+    // Ports with an id get VSERPORT_CHANGE: once their open state is known it follows the events, not the poll,
+    // so a change is reported once, by its event. `eventOwned` is the port whose event is being handled.
+    const pollOwns = (p: HostPort) => p.id === null || (p.id !== eventOwned && (st.ports.get(_portKey(p))?.guestOpen ?? null) === null);
+    this.#applyPorts(st, ports, "qmp-poll", "qmp-poll", pollOwns);
+    st.primed = true;
+  }
+
+  /**
+   * Makes `next` the VM's port list: ports missing are reported removed, new ones added (and opened, when the
+   * guest has them open already); open-state changes of the ports `pollOwns` accepts are reported with `openVia`.
+   */
+  #applyPorts(st: VmState, next: readonly HostPort[], via: Via, openVia: Via, pollOwns: (p: HostPort) => boolean): void {
+    const quiet = !st.primed;
+    const byKey = new Map(next.map((p) => [_portKey(p), p]));
+    for (const [key, old] of [...st.ports]) {
+      if (byKey.has(key)) continue;
+      st.ports.delete(key);
+      if (!quiet) this.#emitPort(st, "port-removed", old, via);
+    }
+    for (const [key, p] of byKey) {
+      const old = st.ports.get(key);
+      const owned = pollOwns(p);
+      if (!old) {
+        const open = owned ? p.guestOpen : null;
+        st.ports.set(key, { ...p, guestOpen: open, openVia: open === null ? null : openVia, fresh: !quiet && open === null });
+        if (quiet) continue;
+        this.#emitPort(st, "port-added", p, via);
+        if (open === true) this.#emitPort(st, "guest-opened", p, openVia);
+        continue;
+      }
+      const open = owned ? p.guestOpen : null;
+      const t: TrackedPort = { ...p, guestOpen: old.guestOpen, openVia: old.openVia, fresh: old.fresh };
+      if (open !== null && open !== old.guestOpen) {
+        // A state learned for the first time is not a change, except for a port just reported as added.
+        if (!quiet && (old.guestOpen !== null || (old.fresh && open))) this.#emitPort(st, open ? "guest-opened" : "guest-closed", p, openVia);
+        t.guestOpen = open;
+        t.openVia = openVia;
+      }
+      if (open !== null) t.fresh = false;
+      st.ports.set(key, t);
+    }
+  }
+
+  #onQmpEvent(st: VmState, session: QmpWatchSession, ev: QmpEvent): void {
+    if (ev.event === "DEVICE_DELETED") {
+      const id = typeof ev.data.device === "string" ? ev.data.device : null;
+      const path = typeof ev.data.path === "string" ? ev.data.path : null;
+      if (path !== null) session.forget(path);
+      this.#enqueue(st, () => {
+        // An id-less port's QOM path is /machine/peripheral-anon/device[N]: only a poll can tell which it was.
+        const port = [...st.ports.entries()].find(([, p]) => id !== null && p.id === id);
+        if (port) {
+          st.ports.delete(port[0]);
+          this.#emitPort(st, "port-removed", port[1], "qmp-event");
+        } else if (path?.startsWith("/machine/peripheral-anon/")) {
+          return this.#refresh(st, null);
+        }
+      });
+      return;
+    }
+    if (ev.event !== "VSERPORT_CHANGE") return;
+    const id = typeof ev.data.id === "string" ? ev.data.id : null;
+    const open = ev.data.open;
+    if (id === null || typeof open !== "boolean") return;
+    this.#enqueue(st, async () => {
+      let entry = [...st.ports.entries()].find(([, p]) => p.id === id);
+      // A port hot-plugged since the last poll: learn its name first.
+      if (!entry) {
+        await this.#refresh(st, id);
+        entry = [...st.ports.entries()].find(([, p]) => p.id === id);
+      }
+      const port: TrackedPort = entry?.[1] ?? { ...hostPortWithId(id), openVia: null, fresh: false };
+      if (port.kind === "console") return; // a virtconsole is "open" whenever the driver is loaded
+      if (port.guestOpen === open) {
+        // The late event of a change a poll already reported says nothing new; a repeat of an event does.
+        if (port.openVia === "qmp-event") this.#emitPort(st, open ? "guest-opened" : "guest-closed", port, "qmp-event", true);
+      } else {
+        this.#emitPort(st, open ? "guest-opened" : "guest-closed", port, "qmp-event");
+      }
+      if (entry) st.ports.set(entry[0], { ...port, guestOpen: open, openVia: "qmp-event", fresh: false });
+    });
+  }
+
+  #stopped(st: VmState): void {
+    st.gone = true;
+    this.#vms.delete(st.key);
+    st.session?.close();
+    st.session = null;
+    for (const p of st.ports.values()) this.#emitPort(st, "port-removed", p, "proc");
+    this.#emitVm(st, "vm-stopped", st.vm.sources.includes("cmdline") ? "proc" : "libvirt");
+  }
+
+  #emitVm(st: VmState, event: "vm-started" | "vm-stopped", via: Via): void {
+    if (this.#closed) return;
+    this.#o.emit({ side: "host", event, vm: st.vm.name, pid: st.vm.pid, port: null, id: null, path: null, via });
+  }
+
+  #emitPort(st: VmState, event: HostChange["event"], p: HostPort, via: Via, coalesced = false): void {
+    if (this.#closed) return;
+    const path = p.backend === "unix" ? p.path : null;
+    this.#o.emit({ side: "host", event, vm: st.vm.name, pid: st.vm.pid, port: p.name, id: p.id, path, via, ...(coalesced && { coalesced }) });
+  }
+
+  #noteOnce(text: string): void {
+    if (this.#notes.has(text)) return;
+    this.#notes.add(text);
+    this.#o.note(text);
+  }
+}
+
+function hostPortWithId(id: string): HostPort {
+  return { name: null, kind: "serial", id, chardev: null, bus: null, nr: null, backend: null, qemuBackend: null, path: null, address: null, mode: null, reconnectMs: null, guestOpen: null, held: null };
+}
+
+/** A VM's identity across rounds: its pid, else (libvirt without a pid) its name or uuid. */
+function _vmKey(vm: HostVm): string {
+  if (vm.pid !== null) return `pid:${vm.pid}`;
+  return vm.name !== null ? `name:${vm.name}` : `uuid:${vm.uuid ?? "?"}`;
+}
+
+/** A port's identity across rounds and sources: its device id, else its name, else its chardev. */
+function _portKey(p: HostPort): string {
+  if (p.id !== null) return `id:${p.id}`;
+  if (p.name !== null) return `name:${p.name}`;
+  return `chardev:${p.chardev ?? "?"}:${p.nr ?? "?"}`;
+}

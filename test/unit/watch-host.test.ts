@@ -1,0 +1,317 @@
+import { describe, expect, test } from "bun:test";
+import type { DiscoverOptions } from "../../lib/host/discover.ts";
+import { type HostDiscovery, type HostPort, type HostVm, hostPort } from "../../lib/host/model.ts";
+import { type QmpEvent, QmpError } from "../../lib/host/qmp.ts";
+import { HostWatchEvent } from "../../lib/watch/event.ts";
+import { type HostChange, HostWatcher } from "../../lib/watch/host-watcher.ts";
+import type { QmpEventClient, QmpEventConnect } from "../../lib/watch/qmp-session.ts";
+
+const BUS = "/machine/peripheral/vs0/virtio-backend/vs0.0";
+
+/** A QEMU as QMP shows it; the test changes it and fires events. */
+interface Machine {
+  chardevs: Map<string, { filename: string; open: boolean }>;
+  /** QOM path -> device. */
+  devices: Map<string, { type: "virtserialport" | "virtconsole"; name: string; chardev: string; nr: number }>;
+}
+
+/** A QMP client over a Machine, answering as QEMU 7.2 did in the lab; records commands. */
+class FakeQmp implements QmpEventClient {
+  readonly calls: string[] = [];
+  readonly #listeners = new Set<(ev: QmpEvent) => void>();
+  closed = false;
+  constructor(private readonly m: Machine) {}
+  async execute<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+    if (this.closed) throw new Error("QMP connection closed");
+    this.calls.push(command);
+    switch (command) {
+      case "query-status":
+        return { running: true, status: "running" } as T;
+      case "query-chardev":
+        return [...this.m.chardevs].map(([label, c]) => ({ label, filename: c.filename, "frontend-open": c.open })) as T;
+      case "qom-list": {
+        const prefix = `${args!.path}/`;
+        const children = [...this.m.devices]
+          .filter(([p]) => p.startsWith(prefix))
+          .map(([p, d]) => ({ name: p.slice(prefix.length), type: `child<${d.type}>` }));
+        return [{ name: "type", type: "string" }, ...children] as T;
+      }
+      case "qom-get": {
+        const d = this.m.devices.get(String(args!.path));
+        const v = d && ({ name: d.name, chardev: d.chardev, nr: d.nr, parent_bus: BUS } as Record<string, unknown>)[String(args!.property)];
+        if (v === undefined) throw new QmpError(command, "DeviceNotFound", `Device '${args!.path}' not found`);
+        return v as T;
+      }
+    }
+    throw new QmpError(command, "CommandNotFound", `The command ${command} has not been found`);
+  }
+  onEvent(listener: (ev: QmpEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => void this.#listeners.delete(listener);
+  }
+  fire(event: string, data: Record<string, unknown>): void {
+    for (const l of this.#listeners) l({ event, data, timestamp: null });
+  }
+  close(): void {
+    this.closed = true;
+  }
+}
+
+/** A server-mode unix chardev as query-chardev shows it. */
+const unixChardev = (path: string, open = false) => ({ filename: `disconnected:unix:${path},server=on`, open });
+
+/** A VM "vm1" (pid 4242) with ports a (id port-a), b (id-less) and a console, one QMP socket. */
+function scene(opts: { qmp?: "ok" | "busy" | "none"; libvirt?: boolean } = {}) {
+  const machine: Machine = {
+    chardevs: new Map([
+      ["ch-a", unixChardev("/run/vm1/a.sock")],
+      ["ch-b", unixChardev("/run/vm1/b.sock")],
+      ["ch-con", { filename: "unix:/run/vm1/con.sock,server=on", open: true }],
+    ]),
+    devices: new Map([
+      ["/machine/peripheral/port-a", { type: "virtserialport", name: "org.a", chardev: "ch-a", nr: 1 }],
+      ["/machine/peripheral-anon/device[0]", { type: "virtserialport", name: "org.b", chardev: "ch-b", nr: 2 }],
+      ["/machine/peripheral/con0", { type: "virtconsole", name: "org.con", chardev: "ch-con", nr: 0 }],
+    ]),
+  };
+  const cmdlinePorts: HostPort[] = [
+    hostPort({ kind: "serial", name: "org.a", id: "port-a", chardev: "ch-a", backend: "unix", path: "/run/vm1/a.sock", mode: "connect" }),
+    hostPort({ kind: "serial", name: "org.b", chardev: "ch-b", backend: "unix", path: "/run/vm1/b.sock", mode: "connect" }),
+    hostPort({ kind: "console", name: "org.con", id: "con0", chardev: "ch-con", backend: "unix", path: "/run/vm1/con.sock", mode: "connect" }),
+  ];
+  const vm1: HostVm = {
+    name: "vm1",
+    pid: 4242,
+    uuid: null,
+    sources: opts.libvirt ? ["cmdline", "libvirt"] : ["cmdline"],
+    qmp: opts.qmp === "none" ? [] : ["/run/vm1/qmp.sock"],
+    startedPaused: false,
+    running: null,
+    ports: cmdlinePorts,
+  };
+  const world = { vms: [vm1] as HostVm[], notes: [] as string[] };
+  const clients: FakeQmp[] = [];
+  const connect: QmpEventConnect = async (path) => {
+    if (opts.qmp === "busy") throw new Error(`QMP connect to "${path}" failed: no greeting within 500 ms`);
+    const c = new FakeQmp(machine);
+    clients.push(c);
+    return c;
+  };
+  const discover = async (o: DiscoverOptions): Promise<HostDiscovery> => {
+    expect(o.useQmp).toBe(false);
+    return { vms: structuredClone(world.vms).filter((v) => o.filter?.(v) ?? true), notes: [...world.notes] };
+  };
+  const changes: HostChange[] = [];
+  const notes: string[] = [];
+  const watcher = new HostWatcher({
+    emit: (c) => {
+      HostWatchEvent.parse({ time: new Date().toISOString(), ...c });
+      changes.push(c);
+    },
+    note: (n) => notes.push(n),
+    discover,
+    qmpConnect: connect,
+    qmpRetryMs: 60_000,
+  });
+  /** Lets pending QMP work (connect, queued refreshes, event handling) finish. */
+  const settle = () => Bun.sleep(10);
+  /** The changes since the last call. */
+  const take = () => changes.splice(0);
+  return { machine, vm1, world, clients, watcher, settle, take, notes };
+}
+
+/** A host change of vm1 (pid 4242). */
+function ch(event: HostChange["event"], port: string | null, id: string | null, path: string | null, via: HostChange["via"], extra: Partial<HostChange> = {}): HostChange {
+  return { side: "host", event, vm: "vm1", pid: 4242, port, id, path, via, ...extra };
+}
+
+describe("host watcher", () => {
+  test("what runs when watching begins is recorded, not reported", async () => {
+    const s = scene();
+    await s.watcher.tick();
+    await s.settle();
+    await s.watcher.tick();
+    await s.settle();
+    expect(s.take()).toEqual([]);
+    expect(s.clients).toHaveLength(1);
+    s.watcher.close();
+    expect(s.clients[0]!.closed).toBe(true);
+  });
+
+  test("VSERPORT_CHANGE maps the device id to the port name; a repeated state is flagged as coalesced", async () => {
+    const s = scene();
+    await s.watcher.tick();
+    await s.settle();
+    const qmp = s.clients[0]!;
+    qmp.fire("VSERPORT_CHANGE", { id: "port-a", open: true });
+    await s.settle();
+    expect(s.take()).toEqual([ch("guest-opened", "org.a", "port-a", "/run/vm1/a.sock", "qmp-event")]);
+    qmp.fire("VSERPORT_CHANGE", { id: "port-a", open: false });
+    await s.settle();
+    expect(s.take()).toEqual([ch("guest-closed", "org.a", "port-a", "/run/vm1/a.sock", "qmp-event")]);
+    // A close and reopen within QEMU's one-second window arrive as a second "open:false".
+    qmp.fire("VSERPORT_CHANGE", { id: "port-a", open: false });
+    await s.settle();
+    expect(s.take()).toEqual([ch("guest-closed", "org.a", "port-a", "/run/vm1/a.sock", "qmp-event", { coalesced: true })]);
+    // The poll agrees with the events and adds nothing.
+    s.machine.chardevs.get("ch-a")!.open = false;
+    await s.watcher.tick();
+    await s.settle();
+    expect(s.take()).toEqual([]);
+    s.watcher.close();
+  });
+
+  test("an event for a port hot-plugged since the last poll reports the port first, then the open, once", async () => {
+    const s = scene();
+    await s.watcher.tick();
+    await s.settle();
+    s.machine.chardevs.set("ch-hot", { ...unixChardev("/run/vm1/hot.sock"), open: true });
+    s.machine.devices.set("/machine/peripheral/hot0", { type: "virtserialport", name: "org.hot", chardev: "ch-hot", nr: 3 });
+    s.clients[0]!.fire("VSERPORT_CHANGE", { id: "hot0", open: true });
+    await s.settle();
+    expect(s.take()).toEqual([
+      ch("port-added", "org.hot", "hot0", "/run/vm1/hot.sock", "qmp-poll"),
+      ch("guest-opened", "org.hot", "hot0", "/run/vm1/hot.sock", "qmp-event"),
+    ]);
+    await s.watcher.tick();
+    await s.settle();
+    expect(s.take()).toEqual([]);
+    s.watcher.close();
+  });
+
+  test("hot-plug is found by the poll, hot-unplug by DEVICE_DELETED, each reported once", async () => {
+    const s = scene();
+    await s.watcher.tick();
+    await s.settle();
+    s.machine.chardevs.set("ch-hot", unixChardev("/run/vm1/hot.sock"));
+    s.machine.devices.set("/machine/peripheral/hot0", { type: "virtserialport", name: "org.hot", chardev: "ch-hot", nr: 3 });
+    await s.watcher.tick();
+    await s.settle();
+    expect(s.take()).toEqual([ch("port-added", "org.hot", "hot0", "/run/vm1/hot.sock", "qmp-poll")]);
+    s.machine.devices.delete("/machine/peripheral/hot0");
+    s.clients[0]!.fire("DEVICE_DELETED", { device: "hot0", path: "/machine/peripheral/hot0" });
+    await s.settle();
+    expect(s.take()).toEqual([ch("port-removed", "org.hot", "hot0", "/run/vm1/hot.sock", "qmp-event")]);
+    await s.watcher.tick();
+    await s.settle();
+    expect(s.take()).toEqual([]);
+    s.watcher.close();
+  });
+
+  test("a port without an id gets no events: its open state is polled with query-chardev", async () => {
+    const s = scene();
+    await s.watcher.tick();
+    await s.settle();
+    s.machine.chardevs.get("ch-b")!.open = true;
+    // The console's flag says nothing (QEMU reports a virtconsole open regardless).
+    s.machine.chardevs.get("ch-con")!.open = false;
+    await s.watcher.tick();
+    await s.settle();
+    expect(s.take()).toEqual([ch("guest-opened", "org.b", null, "/run/vm1/b.sock", "qmp-poll")]);
+    s.machine.chardevs.get("ch-b")!.open = false;
+    await s.watcher.tick();
+    await s.settle();
+    expect(s.take()).toEqual([ch("guest-closed", "org.b", null, "/run/vm1/b.sock", "qmp-poll")]);
+    s.watcher.close();
+  });
+
+  test("device properties are asked once per device, so an idle poll is four commands", async () => {
+    const s = scene();
+    await s.watcher.tick();
+    await s.settle();
+    const qmp = s.clients[0]!;
+    const before = qmp.calls.length;
+    await s.watcher.tick();
+    await s.settle();
+    expect(qmp.calls.slice(before)).toEqual(["query-status", "query-chardev", "qom-list", "qom-list"]);
+    s.watcher.close();
+  });
+
+  test("a VM starting is reported with its ports; stopping reports them removed, then the VM", async () => {
+    const s = scene({ qmp: "none" });
+    const vm1 = s.world.vms.pop()!;
+    await s.watcher.tick();
+    expect(s.take()).toEqual([]);
+    s.world.vms.push(vm1);
+    await s.watcher.tick();
+    await s.settle();
+    expect(s.take()).toEqual([
+      ch("vm-started", null, null, null, "proc"),
+      ch("port-added", "org.a", "port-a", "/run/vm1/a.sock", "proc"),
+      ch("port-added", "org.b", null, "/run/vm1/b.sock", "proc"),
+      ch("port-added", "org.con", "con0", "/run/vm1/con.sock", "proc"),
+    ]);
+    s.world.vms.pop();
+    await s.watcher.tick();
+    expect(s.take()).toEqual([
+      ch("port-removed", "org.a", "port-a", "/run/vm1/a.sock", "proc"),
+      ch("port-removed", "org.b", null, "/run/vm1/b.sock", "proc"),
+      ch("port-removed", "org.con", "con0", "/run/vm1/con.sock", "proc"),
+      ch("vm-stopped", null, null, null, "proc"),
+    ]);
+  });
+
+  test("a VM started after watching began gets a QMP session; a port the guest already has open is reported opened", async () => {
+    const s = scene();
+    const vm1 = s.world.vms.pop()!;
+    await s.watcher.tick();
+    s.world.vms.push(vm1);
+    s.machine.chardevs.get("ch-a")!.open = true;
+    await s.watcher.tick();
+    await s.settle();
+    expect(s.take()).toEqual([
+      ch("vm-started", null, null, null, "proc"),
+      ch("port-added", "org.a", "port-a", "/run/vm1/a.sock", "proc"),
+      ch("port-added", "org.b", null, "/run/vm1/b.sock", "proc"),
+      ch("port-added", "org.con", "con0", "/run/vm1/con.sock", "proc"),
+      ch("guest-opened", "org.a", "port-a", "/run/vm1/a.sock", "qmp-poll"),
+    ]);
+    // The event of that open, arriving late, is not a second report.
+    s.clients[0]!.fire("VSERPORT_CHANGE", { id: "port-a", open: true });
+    await s.settle();
+    expect(s.take()).toEqual([]);
+    s.watcher.close();
+  });
+
+  test("a busy QMP socket on a libvirt VM: said once, and guest open/close comes from libvirt's live XML", async () => {
+    const s = scene({ qmp: "busy", libvirt: true });
+    await s.watcher.tick();
+    await s.settle();
+    await s.watcher.tick();
+    await s.settle();
+    expect(s.notes).toEqual([
+      'VM "vm1" (pid 4242): no QMP socket answered (/run/vm1/qmp.sock is busy (no greeting within 500 ms: another client, such as libvirt, holds it)); guest open/close comes from libvirt\'s live XML instead; retrying every 60 s',
+    ]);
+    const vm = s.world.vms[0]!;
+    vm.ports = vm.ports.map((p) => (p.kind === "serial" ? { ...p, guestOpen: false } : p));
+    await s.watcher.tick();
+    expect(s.take()).toEqual([]);
+    vm.ports = vm.ports.map((p) => (p.id === "port-a" ? { ...p, guestOpen: true } : p));
+    await s.watcher.tick();
+    expect(s.take()).toEqual([ch("guest-opened", "org.a", "port-a", "/run/vm1/a.sock", "libvirt")]);
+  });
+
+  test("a busy QMP socket and no libvirt: says that guest open/close cannot be watched", async () => {
+    const s = scene({ qmp: "busy" });
+    await s.watcher.tick();
+    await s.settle();
+    expect(s.notes).toHaveLength(1);
+    expect(s.notes[0]).toContain("guest open/close of its ports cannot be watched (VMs starting and stopping and their ports still are)");
+  });
+
+  test("the filter limits the watch to one VM, and discovery notes are said once", async () => {
+    const s = scene({ qmp: "none" });
+    s.world.notes.push("cannot read /proc/77/cmdline: permission denied");
+    const other: HostVm = { ...s.world.vms[0]!, name: "other", pid: 99 };
+    const w = new HostWatcher({
+      emit: () => {},
+      note: (n) => s.notes.push(n),
+      filter: (vm) => vm.name === "vm1",
+      discover: async (o) => ({ vms: [s.world.vms[0]!, other].filter((v) => o.filter?.(v) ?? true), notes: s.world.notes }),
+    });
+    await w.tick();
+    await w.tick();
+    expect(w.vms.map((v) => v.name)).toEqual(["vm1"]);
+    expect(s.notes).toEqual(["cannot read /proc/77/cmdline: permission denied"]);
+  });
+});
