@@ -54,6 +54,8 @@ interface VmState {
   gone: boolean;
   /** Port updates of this VM run one at a time, in arrival order. */
   queue: Promise<void>;
+  /** Device ids with a VSERPORT_CHANGE received but not yet handled: a poll queued before it must not learn their state silently. */
+  eventsPending: Map<string, number>;
   noted: boolean;
 }
 
@@ -110,7 +112,7 @@ export class HostWatcher {
       seen.add(key);
       let st = this.#vms.get(key);
       if (!st) {
-        st = { key, vm, ports: new Map(), primed: this.#started, session: null, connecting: false, retryAt: 0, gone: false, queue: Promise.resolve(), noted: false };
+        st = { key, vm, ports: new Map(), primed: this.#started, session: null, connecting: false, retryAt: 0, gone: false, queue: Promise.resolve(), eventsPending: new Map(), noted: false };
         this.#vms.set(key, st);
         if (this.#started) this.#emitVm(st, "vm-started", vm.sources.includes("cmdline") ? "proc" : "libvirt");
       } else {
@@ -200,7 +202,8 @@ export class HostWatcher {
     const ports = applyQmpView(known, view).ports;
     // Ports with an id get VSERPORT_CHANGE: once their open state is known it follows the events, not the poll,
     // so a change is reported once, by its event. `eventOwned` is the port whose event is being handled.
-    const pollOwns = (p: HostPort) => p.id === null || (p.id !== eventOwned && (st.ports.get(_portKey(p))?.guestOpen ?? null) === null);
+    const pollOwns = (p: HostPort) =>
+      p.id === null || (p.id !== eventOwned && !st.eventsPending.has(p.id) && (st.ports.get(_portKey(p))?.guestOpen ?? null) === null);
     this.#applyPorts(st, ports, "qmp-poll", "qmp-poll", pollOwns);
     st.primed = true;
   }
@@ -262,7 +265,11 @@ export class HostWatcher {
     const id = typeof ev.data.id === "string" ? ev.data.id : null;
     const open = ev.data.open;
     if (id === null || typeof open !== "boolean") return;
+    st.eventsPending.set(id, (st.eventsPending.get(id) ?? 0) + 1);
     this.#enqueue(st, async () => {
+      const left = (st.eventsPending.get(id) ?? 1) - 1;
+      if (left > 0) st.eventsPending.set(id, left);
+      else st.eventsPending.delete(id);
       let entry = [...st.ports.entries()].find(([, p]) => p.id === id);
       // A port hot-plugged since the last poll: learn its name first.
       if (!entry) {

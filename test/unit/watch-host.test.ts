@@ -20,8 +20,12 @@ class FakeQmp implements QmpEventClient {
   readonly calls: string[] = [];
   readonly #listeners = new Set<(ev: QmpEvent) => void>();
   closed = false;
-  constructor(private readonly m: Machine) {}
+  constructor(
+    private readonly m: Machine,
+    private readonly delayMs = 0,
+  ) {}
   async execute<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+    if (this.delayMs > 0) await Bun.sleep(this.delayMs);
     if (this.closed) throw new Error("QMP connection closed");
     this.calls.push(command);
     switch (command) {
@@ -61,7 +65,7 @@ class FakeQmp implements QmpEventClient {
 const unixChardev = (path: string, open = false) => ({ filename: `disconnected:unix:${path},server=on`, open });
 
 /** A VM "vm1" (pid 4242) with ports a (id port-a), b (id-less) and a console, one QMP socket. */
-function scene(opts: { qmp?: "ok" | "busy" | "none"; libvirt?: boolean } = {}) {
+function scene(opts: { qmp?: "ok" | "busy" | "none"; libvirt?: boolean; delayMs?: number } = {}) {
   const machine: Machine = {
     chardevs: new Map([
       ["ch-a", unixChardev("/run/vm1/a.sock")],
@@ -93,7 +97,7 @@ function scene(opts: { qmp?: "ok" | "busy" | "none"; libvirt?: boolean } = {}) {
   const clients: FakeQmp[] = [];
   const connect: QmpEventConnect = async (path) => {
     if (opts.qmp === "busy") throw new Error(`QMP connect to "${path}" failed: no greeting within 500 ms`);
-    const c = new FakeQmp(machine);
+    const c = new FakeQmp(machine, opts.delayMs);
     clients.push(c);
     return c;
   };
@@ -158,6 +162,18 @@ describe("host watcher", () => {
     await s.watcher.tick();
     await s.settle();
     expect(s.take()).toEqual([]);
+    s.watcher.close();
+  });
+
+  test("an event that arrives while the first poll is still running is reported, not taken as the starting state", async () => {
+    const s = scene({ delayMs: 5 });
+    await s.watcher.tick();
+    while (s.clients.length === 0) await Bun.sleep(1);
+    await Bun.sleep(1);
+    s.machine.chardevs.get("ch-a")!.open = true;
+    s.clients[0]!.fire("VSERPORT_CHANGE", { id: "port-a", open: true });
+    await Bun.sleep(200);
+    expect(s.take()).toEqual([ch("guest-opened", "org.a", "port-a", "/run/vm1/a.sock", "qmp-event")]);
     s.watcher.close();
   });
 
