@@ -9,6 +9,7 @@ export function bridgeCommand(): Command {
     .argument("<b>", "address (same kinds)")
     .option("--once", "exit after the first session instead of reconnecting")
     .option("--linger <seconds>", "host side: stay connected this long after QEMU has read everything", "1")
+    .option("--raw", "write control characters to a terminal as they are (default: shown as ^X)")
     .option("-v, --verbose", "report each session's byte counts on stderr")
     .addHelpText(
       "after",
@@ -26,7 +27,7 @@ export function bridgeCommand(): Command {
       await run(async (ctx) => {
         const { parseSeconds } = await import("../lib/args.ts");
         const { bridgeCommand: bridge } = await import("../lib/bridge.ts");
-        return bridge(ctx, a, b, { once: opts.once, lingerMs: parseSeconds(opts.linger, "--linger"), verbose: opts.verbose });
+        return bridge(ctx, a, b, { once: opts.once, lingerMs: parseSeconds(opts.linger, "--linger"), verbose: opts.verbose, raw: opts.raw });
       });
     });
   return cmd as unknown as Command;

@@ -11,6 +11,7 @@ export function catCommand(): Command {
     .option("--no-wait", "exit at once (code 6) if no host is connected")
     .option("-t, --timeout <seconds>", "give up (code 7) if no host connects within this time")
     .option("-c, --bytes <n>", "stop after N bytes (suffixes k, M, G)")
+    .option("--raw", "write control characters to a terminal as they are (default: shown as ^X)")
     .addHelpText(
       "after",
       "\nA read of 0 bytes from a port means 'no host connected', not end of data: cat waits for the\n" +
@@ -26,6 +27,7 @@ export function catCommand(): Command {
           wait: opts.wait,
           timeoutMs: opts.timeout === undefined ? undefined : parseSeconds(opts.timeout, "--timeout"),
           bytes: opts.bytes === undefined ? undefined : parseByteCount(opts.bytes, "--bytes"),
+          raw: opts.raw,
         });
       });
     });

@@ -9,6 +9,7 @@ export function listenCommand(): Command {
     .option("-k, --keep", "keep serving session after session (default: exit after one)")
     .option("-e, --exec <cmd>", "run CMD for each session with its stdin and stdout wired to the channel (like nc -e)")
     .option("--linger <seconds>", "host side: stay connected this long after QEMU has read everything", "1")
+    .option("--raw", "write control characters to a terminal as they are (default: shown as ^X)")
     .option("-v, --verbose", "report each session's byte counts on stderr")
     .addHelpText(
       "after",
@@ -21,7 +22,7 @@ export function listenCommand(): Command {
       await run(async (ctx) => {
         const { parseSeconds } = await import("../lib/args.ts");
         const { listen } = await import("../lib/listen.ts");
-        return listen(ctx, address, { keep: opts.keep, exec: opts.exec, lingerMs: parseSeconds(opts.linger, "--linger"), verbose: opts.verbose });
+        return listen(ctx, address, { keep: opts.keep, exec: opts.exec, lingerMs: parseSeconds(opts.linger, "--linger"), verbose: opts.verbose, raw: opts.raw });
       });
     });
   return cmd as unknown as Command;

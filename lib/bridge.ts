@@ -139,6 +139,8 @@ export interface BridgeCommandOptions {
   once?: boolean;
   lingerMs?: number;
   verbose?: boolean;
+  /** Write control characters to a terminal stdout as they are. */
+  raw?: boolean;
 }
 
 /** `vmchan bridge A B`: parse both addresses, then relay session after session. */
@@ -147,7 +149,13 @@ export async function bridgeCommand(ctx: Context, textA: string, textB: string, 
   const b = parseAddress(textB);
   if (a.kind === "stdio" && b.kind === "stdio") throw new UsageError("bridge needs at least one side that is not stdio");
   const log = (line: string) => ctx.err(line + "\n");
-  const connectorOptions = { lingerMs: options.lingerMs, log, root: ctx.root, resolveVmPort: hostResolver() };
+  const connectorOptions = {
+    lingerMs: options.lingerMs,
+    log,
+    root: ctx.root,
+    resolveVmPort: hostResolver(),
+    escapeOutput: ctx.isTTY && !options.raw,
+  };
   const ca = connectorFor(a, textA, connectorOptions);
   const cb = connectorFor(b, textB, connectorOptions);
   return bridge(ca, cb, {

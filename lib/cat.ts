@@ -1,5 +1,6 @@
 import { openChannel } from "./channel.ts";
 import type { Context } from "./context.ts";
+import { escapingSink } from "./escape.ts";
 import { FdSink } from "./fd-stream.ts";
 import { ExitCode } from "./exit-codes.ts";
 import { pump } from "./relay.ts";
@@ -15,6 +16,8 @@ export interface CatOptions {
   bytes?: number;
   /** Output file descriptor. Default 1 (stdout). */
   outFd?: number;
+  /** Write control characters as they are even when stdout is a terminal. Default false. */
+  raw?: boolean;
 }
 
 /** `vmchan cat PORT`: the port's bytes to stdout until the host session ends (or forever with follow). */
@@ -22,7 +25,9 @@ export async function cat(ctx: Context, address: string, options: CatOptions = {
   const channel = await openChannel(address, { ...options, root: ctx.root });
   try {
     if (options.bytes === 0) return ExitCode.ok;
-    await pump(channel, new FdSink(options.outFd ?? 1, "standard output"), { limit: options.bytes });
+    const out = new FdSink(options.outFd ?? 1, "standard output");
+    // A guest must not drive the host's terminal: escape controls unless asked not to.
+    await pump(channel, ctx.isTTY && !options.raw ? escapingSink(out) : out, { limit: options.bytes });
     return ExitCode.ok;
   } finally {
     await channel.close();

@@ -1,8 +1,9 @@
 import * as fs from "node:fs";
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import type { Address } from "./address.ts";
+import { CHUNK_SIZE, type Sink } from "./endpoint.ts";
+import { escapingSink } from "./escape.ts";
 import { FdSink, FdSource } from "./fd-stream.ts";
-import { CHUNK_SIZE } from "./endpoint.ts";
 import { errnoOf, VmchanError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
 import { PortDevice, type PortOptions } from "./guest/port-device.ts";
@@ -18,6 +19,8 @@ export interface ConnectorOptions extends PortOptions {
   resolveVmPort?: (vm: string, port: string) => Promise<string>;
   /** Diagnostics (a second client waiting, retries). */
   log?: (line: string) => void;
+  /** stdio: escape control characters on the way to stdout (it is a terminal and --raw was not given). */
+  escapeOutput?: boolean;
 }
 
 /** The connector for an address; `label` is the address as the user wrote it. */
@@ -40,12 +43,12 @@ export function connectorFor(addr: Address, label: string, options: ConnectorOpt
     case "exec":
       return activeConnector(label, async () => spawnSession(addr.argv, label));
     case "stdio":
-      return new StdioConnector();
+      return new StdioConnector(options.escapeOutput ?? false);
   }
 }
 
 function socketSession(stream: SocketStream, endsSession = true): Session {
-  return Object.assign(stream, { endsSession, interrupt: () => stream.close() });
+  return Object.assign(stream, { endsSession, interrupt: () => stream.interruptRead() });
 }
 
 function activeConnector(label: string, connect: () => Promise<SocketStream | Session>): Connector {
@@ -130,9 +133,14 @@ class StdioConnector implements Connector {
   readonly label = "stdio";
   readonly passive = true;
   private readonly input = new FdSource(0, "standard input");
-  private readonly output = new FdSink(1, "standard output");
+  private readonly output: Sink;
   private pending: Promise<Uint8Array | null> | null = null;
   private inputDone = false;
+
+  constructor(escapeOutput: boolean) {
+    const out = new FdSink(1, "standard output");
+    this.output = escapeOutput ? escapingSink(out) : out;
+  }
 
   async open(): Promise<Session> {
     let stop: (() => void) | null = null;

@@ -11,6 +11,8 @@ export interface ListenOptions {
   exec?: string;
   lingerMs?: number;
   verbose?: boolean;
+  /** Write control characters to a terminal stdout as they are. */
+  raw?: boolean;
 }
 
 /**
@@ -27,7 +29,7 @@ export async function listen(ctx: Context, text: string, options: ListenOptions 
   const server = connectorFor(addr, text, { root: ctx.root, log, lingerMs: options.lingerMs });
   const peer = options.exec
     ? connectorFor({ kind: "exec", argv: splitArgv(options.exec) }, options.exec, { log })
-    : connectorFor({ kind: "stdio" }, "stdio", { log });
+    : connectorFor({ kind: "stdio" }, "stdio", { log, escapeOutput: ctx.isTTY && !options.raw });
   return bridge(server, peer, {
     maxSessions: options.keep ? Number.POSITIVE_INFINITY : 1,
     log,

@@ -34,6 +34,8 @@ for (const [target, outfile] of targets) {
     "--sourcemap",
     "--no-compile-autoload-dotenv",
     "--no-compile-autoload-bunfig",
+    // Collect garbage more often: relayed chunks are short-lived, and RSS must stay flat.
+    "--compile-exec-argv=--smol",
     `--define=VMCHAN_VERSION=${JSON.stringify(pkg.version)}`,
     `--define=VMCHAN_COMMIT=${JSON.stringify(commit + dirty)}`,
     "cli/main.ts",

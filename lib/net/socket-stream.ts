@@ -6,12 +6,13 @@ import { socketOutq } from "../sys/libc.ts";
 
 export interface SocketStreamOptions {
   /**
-   * On finish(): "half-close" shuts down our write side (TCP peers expect it); "linger" waits until
-   * the peer has read everything (SIOCOUTQ = 0) and then `lingerMs` more, and never half-closes
-   * (QEMU takes SHUT_WR as a disconnect and drops what it has not yet handed to the guest).
+   * "half-close": finish() shuts down our write side (TCP peers expect it). "linger": never
+   * half-close (QEMU takes SHUT_WR as a disconnect), and close() first waits until the peer has
+   * read everything (SIOCOUTQ = 0) and `lingerMs` have passed since the last write, because QEMU
+   * drops what it has read but not yet handed to the guest when the client closes.
    */
   finish: "half-close" | "linger";
-  /** With finish "linger": stay connected this long after the send queue is empty. Default 1000 ms. */
+  /** With "linger": how long after the last write (and an empty send queue) close() may close. Default 1000 ms. */
   lingerMs?: number;
 }
 
@@ -39,6 +40,8 @@ export class SocketStream implements Endpoint {
   private wake: (() => void) | null = null;
   private drained: (() => void) | null = null;
   private readonly options: SocketStreamOptions;
+  private lastWrite = 0;
+  private stopReading = false;
 
   constructor(label: string, options: SocketStreamOptions) {
     this.label = label;
@@ -64,6 +67,7 @@ export class SocketStream implements Endpoint {
 
   async read(): Promise<Uint8Array | null> {
     for (;;) {
+      if (this.stopReading) return null;
       const chunk = this.queue.shift();
       if (chunk) {
         this.queued -= chunk.byteLength;
@@ -89,6 +93,7 @@ export class SocketStream implements Endpoint {
       if (n > 0) {
         off += n;
         this.bytesWritten += n;
+        this.lastWrite = performance.now();
         continue;
       }
       if (n < 0) throw this.peerGone();
@@ -97,15 +102,17 @@ export class SocketStream implements Endpoint {
   }
 
   async finish(): Promise<void> {
-    if (this.closed) return;
-    if (this.options.finish === "half-close") {
-      if (!this.gone) this.socket.shutdown();
-      return;
-    }
+    if (this.options.finish === "half-close" && !this.closed && !this.gone) this.socket.shutdown();
+  }
+
+  /** With "linger": waits until the peer has taken every byte and the linger has passed (at most `maxMs`). */
+  async drain(maxMs = 30_000): Promise<void> {
+    if (this.options.finish !== "linger" || this.lastWrite === 0) return;
+    const deadline = performance.now() + maxMs;
     const fd = (this.socket as unknown as { fd?: number }).fd;
-    while (!this.gone && typeof fd === "number" && socketOutq(fd) > 0) await sleep(5);
-    const linger = this.options.lingerMs ?? 1000;
-    if (!this.gone && linger > 0) await sleep(linger);
+    while (!this.gone && typeof fd === "number" && socketOutq(fd) > 0 && performance.now() < deadline) await sleep(5);
+    const left = this.lastWrite + (this.options.lingerMs ?? 1000) - performance.now();
+    if (!this.gone && left > 0) await sleep(Math.min(left, Math.max(0, deadline - performance.now())));
   }
 
   /** A client that went away before sending anything or being served (a listener skips it). */
@@ -113,10 +120,18 @@ export class SocketStream implements Endpoint {
     return this.gone && this.queued === 0 && this.bytesRead === 0;
   }
 
-  close(): void {
+  /** Makes a pending (and any later) read() return null; the connection stays open for close(). */
+  interruptRead(): void {
+    this.stopReading = true;
+    this.wakeReader();
+  }
+
+  /** Closes fully (never a half-close first), after drain() for a "linger" stream. */
+  async close(): Promise<void> {
     if (this.closed || !this.socket) return;
+    await this.drain();
+    if (this.closed) return;
     this.closed = true;
-    // A full close, never shutdown(SHUT_WR) first (see finish).
     this.socket.terminate();
   }
 

@@ -48,8 +48,8 @@ describe("host socket channel", () => {
     const ch = await SocketChannel.connect(path, "test", { lingerMs: 300 });
     const t0 = performance.now();
     await pump(bytesSource(big), ch);
+    await ch.close();
     const finished = performance.now();
-    ch.close();
     await Bun.sleep(100);
     expect(Buffer.concat(srv.got).equals(Buffer.from(big))).toBe(true);
     const lastData = Math.max(...srv.events.filter((e) => e.what === "data").map((e) => e.at));

@@ -1,0 +1,220 @@
+/**
+ * Fault tests of the compiled binary with local peers: reconnect cycles, a peer that dies, a
+ * consumer that stalls, a guest driving the terminal. Bounded in time; no VM needed here (the
+ * guest-side faults are in the *.lab.test.ts files).
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import * as net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ExitCode } from "../../lib/exit-codes.ts";
+import { VMCHAN } from "../support/binary.ts";
+import { randomBytes, sha256 } from "../support/host-io.ts";
+import { fdCount, memoryOf } from "../support/proc-stats.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "vmchan-faults-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const MiB = 1024 * 1024;
+
+function connect(path: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(path);
+    s.once("connect", () => resolve(s));
+    s.once("error", reject);
+  });
+}
+
+async function waitForFile(path: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!existsSync(path)) {
+    if (Date.now() > deadline) throw new Error(`${path} did not appear`);
+    await Bun.sleep(20);
+  }
+}
+
+/** Sends `data` and reads back `n` bytes, then closes fully. */
+function roundTrip(sock: net.Socket, data: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const got: Buffer[] = [];
+    let len = 0;
+    sock.on("data", (d: Buffer) => {
+      got.push(d);
+      len += d.length;
+      if (len >= data.length) {
+        sock.destroy();
+        resolve(Buffer.concat(got));
+      }
+    });
+    sock.on("error", reject);
+    sock.on("close", () => len < data.length && reject(new Error(`closed after ${len} of ${data.length} bytes`)));
+    sock.write(data);
+  });
+}
+
+describe("faults", () => {
+  test("100 connect/disconnect cycles through bridge: every cycle's bytes come back, the process lives, no fd leaks", async () => {
+    // A TCP echo server that closes when its client has finished, as servers do.
+    const echo = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      allowHalfOpen: true,
+      socket: { data: (s, d) => void s.write(d), end: (s) => void s.end() },
+    });
+    const sock = join(dir, "bridge.sock");
+    const proc = Bun.spawn([VMCHAN, "bridge", `unix-listen:${sock}`, `tcp:127.0.0.1:${echo.port}`], { stdout: "ignore", stderr: "pipe" });
+    try {
+      await waitForFile(sock);
+      let fdsAfterFirst = 0;
+      for (let i = 0; i < 100; i++) {
+        const data = randomBytes(4096, i + 1);
+        const back = await roundTrip(await connect(sock), data);
+        expect(back.equals(data)).toBe(true);
+        // Counted after a few cycles: the runtime opens some descriptors lazily on first use.
+        if (i === 9) {
+          await Bun.sleep(200);
+          fdsAfterFirst = fdCount(proc.pid);
+        }
+      }
+      await Bun.sleep(500);
+      expect(proc.exitCode).toBeNull();
+      expect(fdCount(proc.pid)).toBe(fdsAfterFirst);
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+      echo.stop(true);
+    }
+  }, 120_000);
+
+  test("100 connect/disconnect cycles against listen -k: every cycle's bytes arrive in order, no fd leaks", async () => {
+    const sock = join(dir, "listen.sock");
+    const proc = Bun.spawn([VMCHAN, "listen", "-k", `unix:${sock}`], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const output = new Response(proc.stdout).arrayBuffer();
+    const expected = createHash("sha256");
+    try {
+      await waitForFile(sock);
+      let fdsAfterFirst = 0;
+      for (let i = 0; i < 100; i++) {
+        const data = randomBytes(1024, 1000 + i);
+        expected.update(data);
+        const s = await connect(sock);
+        await new Promise<void>((resolve, reject) => s.write(data, (e) => (e ? reject(e) : resolve())));
+        s.destroy();
+        if (i === 9) {
+          await Bun.sleep(300);
+          fdsAfterFirst = fdCount(proc.pid);
+        }
+      }
+      await Bun.sleep(1000);
+      expect(proc.exitCode).toBeNull();
+      expect(fdCount(proc.pid)).toBe(fdsAfterFirst);
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+    const out = Buffer.from(await output);
+    expect(out.length).toBe(100 * 1024);
+    expect(sha256(out)).toBe(expected.digest("hex"));
+  }, 120_000);
+
+  test("a peer killed mid-transfer: send reports it with the peer-gone code and the byte count, no hang", async () => {
+    const sock = join(dir, "victim.sock");
+    // The peer is a separate process that reads a little, then is killed with SIGKILL.
+    const victim = Bun.spawn(
+      [process.execPath, "-e", `require("net").createServer(s => { s.pause(); }).listen(${JSON.stringify(sock)})`],
+      { stdout: "ignore", stderr: "inherit" },
+    );
+    await waitForFile(sock);
+    const file = join(dir, "big.bin");
+    writeFileSync(file, randomBytes(64 * MiB, 9));
+    const send = Bun.spawn([VMCHAN, "send", `unix:${sock}`, file], { stdout: "ignore", stderr: "pipe" });
+    await Bun.sleep(500);
+    victim.kill("SIGKILL");
+    await victim.exited;
+    const t0 = performance.now();
+    const timer = setTimeout(() => send.kill("SIGKILL"), 15_000);
+    const [code, stderr] = await Promise.all([send.exited, new Response(send.stderr).text()]);
+    clearTimeout(timer);
+    expect(performance.now() - t0).toBeLessThan(5000);
+    expect(code).toBe(ExitCode.peerGone);
+    expect(stderr).toMatch(/^vmchan: (cannot write to "unix:.+": the peer closed the connection after \d+ bytes were written|connection "unix:.+" failed: .+) \(hint: .+\)\n$|^vmchan: connection "unix:.+" failed: .+\n$/);
+    rmSync(file);
+  }, 60_000);
+
+  test("a consumer that stops reading for 5 s pauses the producer, memory stays under 64 MiB, and every byte arrives", async () => {
+    const inSock = join(dir, "stall-in.sock");
+    const outSock = join(dir, "stall-out.sock");
+    const total = 256 * MiB;
+    const hashOut = createHash("sha256");
+    let consumed = 0;
+    let consumer!: net.Socket;
+    const done = new Promise<void>((resolve) => {
+      const server = net.createServer((s) => {
+        consumer = s;
+        s.on("data", (d: Buffer) => {
+          hashOut.update(d);
+          consumed += d.length;
+          if (consumed >= total) {
+            s.destroy();
+            server.close();
+            resolve();
+          }
+        });
+      });
+      server.listen(outSock);
+    });
+    const proc = Bun.spawn([VMCHAN, "bridge", "--once", "--linger", "0", `unix-listen:${inSock}`, `unix:${outSock}`], { stdout: "ignore", stderr: "pipe" });
+    try {
+      await waitForFile(inSock);
+      const producer = await connect(inSock);
+      const chunk = randomBytes(MiB, 42);
+      const hashIn = createHash("sha256");
+      let produced = 0;
+      const produce = (async () => {
+        while (produced < total) {
+          hashIn.update(chunk);
+          produced += chunk.length;
+          if (!producer.write(chunk)) await new Promise((r) => producer.once("drain", r));
+        }
+      })();
+      while (consumed < 8 * MiB) await Bun.sleep(10);
+      consumer.pause();
+      await Bun.sleep(1000);
+      const producedAtPause = produced;
+      await Bun.sleep(4000);
+      const mem = memoryOf(proc.pid);
+      expect(produced - producedAtPause).toBeLessThan(4 * MiB); // the producer was held back
+      expect(produced).toBeLessThan(total);
+      expect(mem.rss).toBeLessThan(64 * MiB);
+      consumer.resume();
+      await produce;
+      await done;
+      expect(hashOut.digest("hex")).toBe(hashIn.digest("hex"));
+      console.log(`stalled consumer: vmchan RSS ${(mem.rss / MiB).toFixed(1)} MiB during the pause, peak ${(memoryOf(proc.pid).peak / MiB).toFixed(1)} MiB for 256 MiB`);
+      producer.destroy();
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+  }, 120_000);
+
+  test("a terminal gets control characters from the peer escaped, unless --raw", async () => {
+    const sock = join(dir, "tty.sock");
+    const server = net.createServer((s) => s.end("\x1b]0;pwned\x07\x1b[2Jhello\r\n"));
+    await new Promise<void>((r) => server.listen(sock, r));
+    const underPty = async (args: string) => {
+      // script(1) gives the binary a terminal as stdout, as a user's shell would.
+      const p = Bun.spawn(["script", "-qec", `${VMCHAN} ${args}`, "/dev/null"], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+      const out = await new Response(p.stdout).text();
+      await p.exited;
+      return out;
+    };
+    const escaped = await underPty(`cat unix:${sock}`);
+    const raw = await underPty(`cat --raw unix:${sock}`);
+    server.close();
+    expect(escaped).toContain("^[]0;pwned^G^[[2Jhello");
+    expect(escaped).not.toContain("\x1b");
+    expect(raw).toContain("\x1b]0;pwned\x07\x1b[2Jhello");
+  }, 30_000);
+});
