@@ -75,7 +75,10 @@ export function listGuestPorts(root: string): GuestPort[] {
       // Port 0 is reserved for virtconsole by QEMU, so it is a console even without debugfs.
       kind = "console";
     }
-    const flag = (key: string) => (debug?.[key] === undefined ? null : debug[key] === "1");
+    // For a console, debugfs says host_connected 1 and guest_connected 1 whatever the host does
+    // (measured in the lab): the flags carry no information there, so they are reported unknown.
+    const flag = (key: string) =>
+      debug?.[key] === undefined || (kind === "console" && key !== "outvq_full") ? null : debug[key] === "1";
     const num = (key: string) => {
       const v = debug?.[key];
       return v === undefined || !/^\d+$/.test(v) ? null : Number(v);
