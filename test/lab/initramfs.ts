@@ -17,6 +17,18 @@ const formatVersion = 1;
 const busyboxPath = "/bin/busybox";
 const guestDir = new URL("./guest/", import.meta.url).pathname;
 
+/**
+ * The guest's account files. "test" (password "vmchan", uid 1000) is for login tests (getty, console); root keeps no
+ * password entry, so it cannot log in. Hashed into the cache key, so changing them rebuilds the base archive.
+ */
+export const labUser = { name: "test", password: "vmchan", uid: 1000, home: "/home/test" } as const;
+const accounts: ReadonlyArray<{ path: string; text: string; mode: number }> = [
+  { path: "etc/passwd", text: `root:x:0:0:root:/root:/bin/sh\ntest:x:1000:1000:vmchan test user:/home/test:/bin/sh\n`, mode: 0o644 },
+  { path: "etc/group", text: "root:x:0:\ntest:x:1000:\n", mode: 0o644 },
+  // openssl passwd -6 -salt vmchanlabsalt01 vmchan
+  { path: "etc/shadow", text: "test:$6$vmchanlabsalt01$W3lJHHGXZyYYtcuSr0ONk5uOMD1fNfZ8RNTlWRNKFRsPTgqfCGtP9RbmbonkuABB3cPmVqw7ApI.Tl.yyoEPZ1:19000:0:99999:7:::\n", mode: 0o600 },
+];
+
 /** The shared libraries (and dynamic loader) `ldd` lists for `binary`: paths as the binary looks them up. */
 export async function sharedLibraries(binary: string): Promise<string[]> {
   const out = await mustRun(["ldd", binary], { timeoutMs: 60_000 }).catch((err: Error) => {
@@ -62,7 +74,7 @@ async function gatherInputs(kernel: LabKernel, binary: string): Promise<BaseInpu
 /** The cache key: a hash of every input's bytes, so a changed script, library or kernel never reuses a stale archive. */
 function cacheKey(kernel: LabKernel, inp: BaseInputs): string {
   const h = new Bun.CryptoHasher("sha256");
-  h.update(JSON.stringify({ formatVersion, kernel: [kernel.pkg, kernel.pkgVersion, kernel.release], applets: inp.applets }));
+  h.update(JSON.stringify({ formatVersion, kernel: [kernel.pkg, kernel.pkgVersion, kernel.release], applets: inp.applets, accounts }));
   for (const part of [inp.init, inp.agent, sha256(inp.busybox)]) h.update(part + "\0");
   for (const l of inp.libs) h.update(`${l.path}\0${sha256(l.data)}\0`);
   for (const m of inp.modules) h.update(`${m.name}\0${sha256(m.data)}\0`);
@@ -96,8 +108,8 @@ function buildBase(inp: BaseInputs): Buffer {
     addDir(dirname(rel));
     w.file(rel, l.data, 0o755);
   }
-  w.file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
-  w.file("etc/group", "root:x:0:\n");
+  for (const a of accounts) w.file(a.path, a.text, a.mode);
+  addDir(labUser.home.slice(1));
   return w.bytes();
 }
 

@@ -9,6 +9,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t tmpfs tmpfs /tmp
+# PTYs, for logins through a PTY (vmchan getty on a serial port).
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 
 ctl= links=0 ports=0
 for w in $(cat /proc/cmdline); do
