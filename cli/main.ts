@@ -4,6 +4,8 @@ import { ExitCode, exitCodeTable } from "../lib/exit-codes.ts";
 import { bridgeCommand } from "./bridge.ts";
 import { catCommand } from "./cat.ts";
 import { completionCommands } from "./completions.ts";
+import { consoleCommand } from "./console.ts";
+import { gettyCommand } from "./getty.ts";
 import { listenCommand } from "./listen.ts";
 import { portsCommand } from "./ports.ts";
 import { sendCommand } from "./send.ts";
@@ -25,6 +27,7 @@ export function buildProgram(): Command {
   program.addCommand(sendCommand());
   program.addCommand(listenCommand());
   program.addCommand(bridgeCommand());
+  program.addCommand(gettyCommand()).addCommand(consoleCommand());
   const [completions, complete] = completionCommands(buildProgram);
   program.addCommand(completions!);
   program.addCommand(complete!, { hidden: true });
