@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { PortsListing } from "../../lib/schema.ts";
 import { Lab } from "../lab/lab.ts";
 import { VMCHAN } from "../support/binary.ts";
 import { randomBytes, sha256 } from "../support/host-io.ts";
@@ -16,7 +17,7 @@ let lab: Lab;
 beforeAll(async () => {
   lab = await Lab.boot({
     name: "vmchan-host-data",
-    ports: [{ name: "h.follow" }, { name: "h.in" }, { name: "h.out" }, { name: "h.client", mode: "client" }],
+    ports: [{ name: "h.follow" }, { name: "h.in" }, { name: "h.out" }, { name: "h.client", mode: "client" }, { name: "h.con", kind: "console" }],
   });
 }, 180_000);
 
@@ -42,6 +43,32 @@ async function guestSha(path: string): Promise<string> {
   expect(r.code).toBe(0);
   return r.stdout.split(/\s+/)[0]!;
 }
+
+describe("host discovery of a real QEMU", () => {
+  test("ports list finds the lab VM by its -name with every port, path, kind and mode as on its command line", async () => {
+    const r = await host(["ports", "list", "--json", "--no-qmp", "--vm", "vmchan-host-data"]);
+    expect(r.code).toBe(0);
+    const listing = PortsListing.parse(JSON.parse(r.stdout.toString()));
+    expect(listing.host.vms.map((v) => [v.name, v.pid])).toEqual([["vmchan-host-data", lab.qemuPid]]);
+    const ports = listing.host.vms[0]!.ports.filter((p) => p.name !== "org.vmchan.lab.control");
+    expect(ports.map((p) => [p.name, p.kind, p.id, p.path, p.mode, p.backend])).toEqual(
+      lab.ports.map((p) => [p.name, p.kind, p.id, p.path, p.mode === "server" ? "connect" : "listen", "unix"]),
+    );
+  }, 60_000);
+
+  test("cat and send by VM:NAME resolve the socket through discovery", async () => {
+    const job = await lab.spawn("vmchan cat h.in > /tmp/byname.txt");
+    const sent = await host(["send", "--data", "by name\n", "vmchan-host-data:h.in"]);
+    expect(sent.stderr).toBe("");
+    expect(sent.code).toBe(0);
+    expect((await job.wait({ timeoutMs: 30_000 })).code).toBe(0);
+    expect((await lab.run("cat /tmp/byname.txt")).stdout).toBe("by name\n");
+    const wrong = await host(["cat", "vmchan-host-data:h.inn"]);
+    expect(wrong.code).toBe(3);
+    expect(wrong.stderr).toContain('no port named "h.inn" in VM "vmchan-host-data"');
+    expect(wrong.stderr).toContain('did you mean "h.in"?');
+  }, 60_000);
+});
 
 describe("host cat and send against a real QEMU (unix:PATH)", () => {
   test("20 successive host sends of 1 MiB into a guest cat --follow: every byte arrives", async () => {
