@@ -22,7 +22,7 @@ describe("the compiled binary", () => {
     expect(r.code).toBe(0);
     const out = r.stdout.toString();
     const commands = [...out.split("Commands:")[1]!.split("Exit codes:")[0]!.matchAll(/^  (\w[\w-]*)/gm)].map((m) => m[1]);
-    expect(commands).toEqual(["ports", "cat", "send", "listen", "bridge", "completions", "help"]);
+    expect(commands).toEqual(["ports", "cat", "send", "listen", "bridge", "getty", "console", "completions", "help"]);
     expect(out).toContain("  4  port or socket held by another process or client");
   });
 
