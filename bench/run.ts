@@ -11,7 +11,7 @@
  *   runs, and add a table comparing it with the main binary.
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, totalmem, tmpdir } from "node:os";
+import { cpus, loadavg, totalmem, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { FixtureRoot } from "../test/support/fixture.ts";
@@ -201,6 +201,7 @@ const machine = {
   bun: `${Bun.version} (${Bun.revision.slice(0, 9)})`,
   socat: /socat version (\S+)/.exec(output(["socat", "-V"]))?.[1] ?? "not installed",
   kernel: output(["uname", "-r"]),
+  load: loadavg().map((x) => x.toFixed(2)).join(" "),
 };
 log(`machine: ${JSON.stringify(machine)}`);
 
@@ -315,6 +316,7 @@ out(row(["CPUs (`nproc`)", machine.nproc]));
 out(row(["CPU model", machine.cpu]));
 out(row(["memory", machine.memory]));
 out(row(["kernel", machine.kernel]));
+out(row(["load average at start (1, 5, 15 min)", `${machine.load} (other work on the machine widens the spread)`]));
 out(row(["vmchan", `${machine.vmchan} (${vmchanBin === join(root, "dist/vmchan") ? "dist/vmchan" : vmchanBin})`]));
 out(row(["bun", machine.bun]));
 out(row(["socat", machine.socat]));
