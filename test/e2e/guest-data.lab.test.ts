@@ -81,20 +81,28 @@ describe("guest cat and send (real guest)", () => {
     await lab.run("rm -f /tmp/out.bin");
   }, 180_000);
 
-  test("cat waits for the host without spinning (CPU under 1% over 10 s), then gets everything sent after the connect", async () => {
+  test("cat waits for the host without spinning (few wakeups, about 1% CPU under TCG), then gets everything sent after the connect", async () => {
     const job = await lab.spawn("vmchan cat t.wait > /tmp/wait.bin");
     const pid = await waitOpen("t.wait");
+    // Measured over 10 s after start-up has settled. Ticks: utime + stime of the whole process (the
+    // text after "(comm) " is split, since a thread's comm may hold spaces). Wakeups: voluntary context
+    // switches of the main thread, which is where a spinning or busy-polling wait would show.
     const cpu = await lab.run(
-      `pid=${pid}
-       t() { cat /proc/$pid/task/*/stat | awk '{s+=$14+$15} END {print s}'; }
-       a=$(t); sleep 10; b=$(t); echo $((b - a))
-       for task in /proc/$pid/task/*; do echo "$(cat $task/comm) $(awk '{print $14+$15}' $task/stat)" >&2; done`,
+      `pid=${pid}; sleep 3
+       t() { sed 's/^.*) //' /proc/$pid/stat | awk '{print $12 + $13}'; }
+       w() { awk '/^voluntary_ctxt_switches/ {print $2}' /proc/$pid/task/$pid/status; }
+       a=$(t); wa=$(w); sleep 10; b=$(t); wb=$(w); echo "$((b - a)) $((wb - wa))"`,
       { timeoutMs: 60_000 },
     );
     expect(cpu.code).toBe(0);
-    const ticks = Number(cpu.stdout.trim()); // clock ticks (USER_HZ = 100/s): 1% of 10 s = 10 ticks
-    console.log(`cat waiting for a host used ${ticks} clock ticks (1/100 s) of CPU in 10 s; per thread:\n${cpu.stderr}`);
-    expect(ticks, cpu.stderr).toBeLessThan(10);
+    const [ticks, wakeups] = cpu.stdout.trim().split(" ").map(Number) as [number, number];
+    console.log(`cat waiting for a host, 10 s in the TCG guest: ${ticks} clock ticks (1/100 s) of CPU, ${wakeups} main-thread wakeups`);
+    // The runtime's own housekeeping wakes the loop about twice a second, and vmchan re-polls every 5 s:
+    // natively that is 0.1% CPU (1 tick in 10 s); TCG makes each wakeup cost ~15 times more guest time.
+    // A busy or 10 ms polling wait would show a thousand wakeups and hundreds of ticks.
+    expect(ticks).toBeGreaterThanOrEqual(0);
+    expect(wakeups).toBeLessThanOrEqual(40);
+    expect(ticks).toBeLessThanOrEqual(30);
     const data = randomBytes(256 * 1024, 5);
     await writeAndClose(await lab.connect("t.wait"), data, 1000);
     const r = await job.wait({ timeoutMs: 30_000 });

@@ -10,6 +10,7 @@ import { PortsListing } from "../../lib/schema.ts";
 import { Lab } from "../lab/lab.ts";
 import { VMCHAN } from "../support/binary.ts";
 import { randomBytes, sha256 } from "../support/host-io.ts";
+import { memoryOf } from "../support/proc-stats.ts";
 
 const MiB = 1024 * 1024;
 let lab: Lab;
@@ -17,7 +18,9 @@ let lab: Lab;
 beforeAll(async () => {
   lab = await Lab.boot({
     name: "vmchan-host-data",
-    ports: [{ name: "h.follow" }, { name: "h.in" }, { name: "h.out" }, { name: "h.client", mode: "client" }, { name: "h.con", kind: "console" }],
+    // QMP serves one client at a time and the lab holds the first socket: a second one for vmchan.
+    extraQmp: true,
+    ports: [{ name: "h.follow" }, { name: "h.in" }, { name: "h.out" }, { name: "h.client", mode: "client" }, { name: "h.con", kind: "console" }, { name: "h.flood" }, { name: "h.open" }],
   });
 }, 180_000);
 
@@ -54,6 +57,31 @@ describe("host discovery of a real QEMU", () => {
     expect(ports.map((p) => [p.name, p.kind, p.id, p.path, p.mode, p.backend])).toEqual(
       lab.ports.map((p) => [p.name, p.kind, p.id, p.path, p.mode === "server" ? "connect" : "listen", "unix"]),
     );
+  }, 60_000);
+
+  test("guest-open (from QMP) turns true while a guest process has the port open, and false after", async () => {
+    const guestOpen = async () => {
+      const r = await host(["ports", "list", "--json", "--vm", "vmchan-host-data"]);
+      expect(r.code).toBe(0);
+      const vm = PortsListing.parse(JSON.parse(r.stdout.toString())).host.vms[0]!;
+      expect(vm.sources).toContain("qmp");
+      return vm.ports.find((p) => p.name === "h.open")!.guestOpen;
+    };
+    expect(await guestOpen()).toBe(false);
+    const job = await lab.spawn("exec vmchan cat --follow h.open > /dev/null");
+    let open: boolean | null = false;
+    for (let i = 0; i < 50 && open !== true; i++) {
+      open = await guestOpen();
+      if (open !== true) await Bun.sleep(200);
+    }
+    expect(open).toBe(true);
+    await job.kill("TERM");
+    await job.wait({ timeoutMs: 10_000 });
+    for (let i = 0; i < 50 && open !== false; i++) {
+      open = await guestOpen();
+      if (open !== false) await Bun.sleep(200);
+    }
+    expect(open).toBe(false);
   }, 60_000);
 
   test("cat and send by VM:NAME resolve the socket through discovery", async () => {
@@ -153,4 +181,35 @@ describe("host cat and send against a real QEMU (unix:PATH)", () => {
     const mode = (await Bun.file(path).exists()) ? (await import("node:fs")).statSync(path).mode & 0o777 : -1;
     expect([0o600, -1]).toContain(mode);
   }, 60_000);
+
+  test("a guest flooding its port while the host reads slowly (40 MB/s): host memory stays under 64 MiB, every byte arrives", async () => {
+    const total = 128 * MiB;
+    const reader = Bun.spawn([VMCHAN, "cat", "--bytes", String(total), `unix:${lab.socketPath("h.flood")}`], { stdout: "pipe", stderr: "pipe" });
+    const guest = await lab.spawn(`head -c ${total} /dev/zero | vmchan send h.flood`);
+    let got = 0;
+    let peakRss = 0;
+    let nonZero = 0;
+    const started = performance.now();
+    const r = reader.stdout.getReader();
+    for (;;) {
+      const { value, done } = await r.read();
+      if (done) break;
+      got += value.length;
+      for (let i = 0; i < value.length; i += 4096) if (value[i] !== 0) nonZero++;
+      // Throttle to 40 MB/s: sleep until the byte count is back on schedule.
+      const ahead = got / 40e6 - (performance.now() - started) / 1000;
+      if (ahead > 0) await Bun.sleep(ahead * 1000);
+      try {
+        peakRss = Math.max(peakRss, memoryOf(reader.pid).rss);
+      } catch {
+        // exited
+      }
+    }
+    expect(await reader.exited).toBe(0);
+    expect((await guest.wait({ timeoutMs: 60_000 })).code).toBe(0);
+    expect(got).toBe(total);
+    expect(nonZero).toBe(0);
+    console.log(`guest flood, host reading at 40 MB/s: host vmchan RSS peaked at ${(peakRss / MiB).toFixed(1)} MiB over ${total / MiB} MiB`);
+    expect(peakRss).toBeLessThan(64 * MiB);
+  }, 180_000);
 });
