@@ -29,29 +29,37 @@ interface Libc {
 
 let loaded: Libc | undefined;
 
-function libc(): Libc {
-  if (loaded) return loaded;
+/** Where libc may be: glibc, then musl (the musl builds of vmchan). */
+const LIBC_NAMES = ["libc.so.6", "libc.so", "/lib/ld-musl-x86_64.so.1", "/lib/ld-musl-aarch64.so.1"];
+
+/** dlopen()s libc with `symbols`, trying glibc and musl names; `what` names the need in the error. */
+export function openLibc<S extends Record<string, import("bun:ffi").FFIFunction>>(symbols: S, what: string) {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const ffi = require("bun:ffi") as typeof import("bun:ffi");
-  const { FFIType } = ffi;
-  const symbols = {
-    fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i64], returns: FFIType.i32 },
-    poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
-    ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
-    getpid: { args: [], returns: FFIType.i32 },
-    __errno_location: { args: [], returns: FFIType.ptr },
-  } as const;
-  let lib: ReturnType<typeof ffi.dlopen<typeof symbols>> | undefined;
   let lastError: unknown;
-  for (const name of ["libc.so.6", "libc.so", "/lib/ld-musl-x86_64.so.1", "/lib/ld-musl-aarch64.so.1"]) {
+  for (const name of LIBC_NAMES) {
     try {
-      lib = ffi.dlopen(name, symbols);
-      break;
+      return { ffi, lib: ffi.dlopen(name, symbols) };
     } catch (err) {
       lastError = err;
     }
   }
-  if (!lib) throw new Error(`cannot load libc for poll/fcntl/ioctl: ${String(lastError)}`);
+  throw new Error(`cannot load libc for ${what}: ${String(lastError)}`);
+}
+
+function libc(): Libc {
+  if (loaded) return loaded;
+  const { FFIType } = require("bun:ffi") as typeof import("bun:ffi");
+  const { ffi, lib } = openLibc(
+    {
+      fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i64], returns: FFIType.i32 },
+      poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
+      ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+      getpid: { args: [], returns: FFIType.i32 },
+      __errno_location: { args: [], returns: FFIType.ptr },
+    },
+    "poll/fcntl/ioctl",
+  );
   const s = lib.symbols;
   loaded = {
     fcntl: (fd, cmd, arg) => s.fcntl(fd, cmd, arg) as number,

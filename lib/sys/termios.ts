@@ -3,6 +3,7 @@
  * struct termios is restored byte for byte, so `stty -g` reads the same before and after.
  */
 import type { Pointer } from "bun:ffi";
+import { openLibc } from "./libc.ts";
 
 const TCSANOW = 0;
 /** sizeof(struct termios) is 60 on Linux (glibc and musl); a little more does no harm. */
@@ -20,27 +21,17 @@ let loaded: Termios | undefined;
 
 function termios(): Termios {
   if (loaded) return loaded;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const ffi = require("bun:ffi") as typeof import("bun:ffi");
-  const { FFIType } = ffi;
-  const symbols = {
-    tcgetattr: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-    tcsetattr: { args: [FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-    cfmakeraw: { args: [FFIType.ptr], returns: FFIType.void },
-    isatty: { args: [FFIType.i32], returns: FFIType.i32 },
-    __errno_location: { args: [], returns: FFIType.ptr },
-  } as const;
-  let lib: ReturnType<typeof ffi.dlopen<typeof symbols>> | undefined;
-  let lastError: unknown;
-  for (const name of ["libc.so.6", "libc.so", "/lib/ld-musl-x86_64.so.1", "/lib/ld-musl-aarch64.so.1"]) {
-    try {
-      lib = ffi.dlopen(name, symbols);
-      break;
-    } catch (err) {
-      lastError = err;
-    }
-  }
-  if (!lib) throw new Error(`cannot load libc for termios: ${String(lastError)}`);
+  const { FFIType } = require("bun:ffi") as typeof import("bun:ffi");
+  const { ffi, lib } = openLibc(
+    {
+      tcgetattr: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+      tcsetattr: { args: [FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+      cfmakeraw: { args: [FFIType.ptr], returns: FFIType.void },
+      isatty: { args: [FFIType.i32], returns: FFIType.i32 },
+      __errno_location: { args: [], returns: FFIType.ptr },
+    },
+    "termios",
+  );
   const s = lib.symbols;
   loaded = {
     tcgetattr: (fd, buf) => s.tcgetattr(fd, ffi.ptr(buf)) as number,
