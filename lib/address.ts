@@ -55,7 +55,8 @@ export function parseAddress(text: string): Address {
   if (colon < 0) return { kind: "port", spec: text };
   const word = text.slice(0, colon).toLowerCase();
   const rest = text.slice(colon + 1);
-  const keyword = KEYWORDS[word];
+  // Own keys only: a VM named "constructor" is a VM, not Object.prototype's constructor.
+  const keyword = Object.hasOwn(KEYWORDS, word) ? KEYWORDS[word] : undefined;
   if (!keyword) {
     if (colon === 0) throw new UsageError(`address "${text}" has no VM name before ":"`, "write VM:NAME, or see 'vmchan --help' for address kinds");
     if (rest === "") throw new UsageError(`address "${text}" has no port name after ":"`, "write VM:NAME");

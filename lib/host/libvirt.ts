@@ -82,7 +82,7 @@ function _port(el: XmlElement, target: XmlElement, controllers: Map<string, stri
         path: source?.attrs.path ?? null,
         // mode='bind': QEMU (or libvirt for it) binds the socket and we connect; mode='connect': QEMU connects to us.
         mode: listen ? "listen" : "connect",
-        reconnectMs: listen && reconnect?.attrs.enabled === "yes" && seconds > 0 ? seconds * 1000 : null,
+        reconnectMs: listen && reconnect?.attrs.enabled === "yes" && Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : null,
       };
     }
     case "tcp":

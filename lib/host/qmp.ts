@@ -166,15 +166,18 @@ export class QmpClient {
     }
     if (!("return" in msg) && !("error" in msg)) return;
     // QEMU echoes our id; a reply without one (a request it could not parse) answers the oldest
-    // command, because without out-of-band execution QEMU answers in order.
-    const id = typeof msg.id === "string" && this.#pending.has(msg.id) ? msg.id : this.#pending.keys().next().value;
+    // command, because without out-of-band execution QEMU answers in order. A reply whose id is no
+    // longer pending (its command timed out) answers nothing.
+    if ("id" in msg && !(typeof msg.id === "string" && this.#pending.has(msg.id))) return;
+    const id = typeof msg.id === "string" ? msg.id : this.#pending.keys().next().value;
     if (id === undefined) return;
     const p = this.#pending.get(id)!;
     this.#pending.delete(id);
     clearTimeout(p.timer);
-    if (isRecord(msg.error)) {
-      const errorClass = typeof msg.error.class === "string" ? msg.error.class : "GenericError";
-      const desc = typeof msg.error.desc === "string" ? msg.error.desc : JSON.stringify(msg.error);
+    if ("error" in msg) {
+      const error = msg.error;
+      const errorClass = isRecord(error) && typeof error.class === "string" ? error.class : "GenericError";
+      const desc = isRecord(error) && typeof error.desc === "string" ? error.desc : JSON.stringify(error);
       p.reject(new QmpError(p.command, errorClass, desc));
     } else {
       p.resolve(msg.return);

@@ -23,6 +23,9 @@ const NAME = /[A-Za-z_:][-A-Za-z0-9_:.]*/y;
  * Anything else (DOCTYPE, mismatched or unclosed tags, a stray `<` or `&`) is an error, so a truncated
  * file is reported instead of yielding half a domain.
  */
+/** Deepest element nesting accepted; libvirt's domain XML needs fewer than 10. */
+const MAX_DEPTH = 256;
+
 export function parseXml(src: string): XmlElement {
   let i = 0;
   const fail = (what: string): never => {
@@ -52,7 +55,9 @@ export function parseXml(src: string): XmlElement {
     return m[0];
   };
 
-  const readElement = (): XmlElement => {
+  const readElement = (depth: number): XmlElement => {
+    // Recursion per level: a bound keeps a hostile document from overflowing the stack.
+    if (depth > MAX_DEPTH) fail(`elements nested deeper than ${MAX_DEPTH} levels`);
     if (src[i] !== "<") fail("expected an element");
     i++;
     const el: XmlElement = { name: readName(), attrs: {}, children: [], text: "" };
@@ -79,8 +84,9 @@ export function parseXml(src: string): XmlElement {
       if (end < 0) fail("unterminated attribute value");
       const raw = src.slice(i + 1, end);
       if (raw.includes("<")) fail("'<' in attribute value");
-      if (key in el.attrs) fail(`duplicate attribute ${key}`);
-      el.attrs[key] = decodeEntities(raw, i + 1);
+      if (Object.hasOwn(el.attrs, key)) fail(`duplicate attribute ${key}`);
+      // defineProperty, not assignment: an attribute named __proto__ must stay a plain value.
+      Object.defineProperty(el.attrs, key, { value: decodeEntities(raw, i + 1), enumerable: true, writable: true, configurable: true });
       i = end + 1;
     }
     // Content: text, children, comments and CDATA until the matching end tag.
@@ -109,7 +115,7 @@ export function parseXml(src: string): XmlElement {
         if (end < 0) fail("unterminated processing instruction");
         i = end + 2;
       } else if (src[i] === "<") {
-        el.children.push(readElement());
+        el.children.push(readElement(depth + 1));
       } else {
         const next = src.indexOf("<", i);
         const end = next < 0 ? src.length : next;
@@ -120,7 +126,7 @@ export function parseXml(src: string): XmlElement {
   };
 
   skipMisc();
-  const root = readElement();
+  const root = readElement(1);
   skipMisc();
   if (i < src.length) fail("content after the root element");
   return root;
