@@ -266,7 +266,8 @@ export function parseQemuArgv(argv: readonly string[]): QemuCmdline {
     const chardevId = o.get("chardev") ?? null;
     const c = chardevId === null ? undefined : chardevs.get(chardevId);
     if (c?.backend === "fd" && c.fd !== null) passedFds.push({ chardev: chardevId!, fd: c.fd, use: "port" });
-    const nr = o.has("nr") ? Number(o.get("nr")) : NaN;
+    // Digits only: Number("") is 0 and Number("1e3") is 1000, neither of which QEMU accepts.
+    const nr = /^\d+$/.test(o.get("nr") ?? "") ? Number(o.get("nr")) : NaN;
     return hostPort({
       kind,
       name: o.get("name") ?? null,

@@ -213,6 +213,9 @@ function _parse(line: string): Record<string, unknown> | null {
   }
 }
 
+/** Longest QMP line kept while waiting for its newline; QEMU's replies are far shorter. */
+const MAX_LINE = 16 * 1024 * 1024;
+
 /** Splits a byte stream into lines; a line split across packets is kept until its newline arrives. */
 function _lineSplitter(): (chunk: Buffer) => string[] {
   let rest = "";
@@ -221,6 +224,8 @@ function _lineSplitter(): (chunk: Buffer) => string[] {
     const text = rest + decoder.decode(chunk, { stream: true });
     const parts = text.split("\n");
     rest = parts.pop() ?? "";
+    // A peer that never ends its line must not grow our memory without bound: drop the line.
+    if (rest.length > MAX_LINE) rest = "";
     return parts.map((l) => l.replace(/\r$/, "")).filter((l) => l.trim() !== "");
   };
 }
