@@ -3,7 +3,6 @@ import { connectorFor } from "./connectors.ts";
 import type { Context } from "./context.ts";
 import { sleep } from "./endpoint.ts";
 import { UsageError, VmchanError } from "./errors.ts";
-import { hostResolver } from "./host/resolve-vm.ts";
 import { ExitCode } from "./exit-codes.ts";
 import { pump } from "./relay.ts";
 import type { Connector, Session } from "./session.ts";
@@ -153,7 +152,8 @@ export async function bridgeCommand(ctx: Context, textA: string, textB: string, 
     lingerMs: options.lingerMs,
     log,
     root: ctx.root,
-    resolveVmPort: hostResolver(),
+    // Host discovery (QMP, libvirt, zod schemas) is loaded only when a VM:NAME address needs it.
+    resolveVmPort: async (vm: string, port: string) => (await import("./host/resolve-vm.ts")).hostResolver()(vm, port),
     escapeOutput: ctx.isTTY && !options.raw,
   };
   const ca = connectorFor(a, textA, connectorOptions);

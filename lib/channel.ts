@@ -2,7 +2,6 @@ import { type Address, parseAddress, requireKind } from "./address.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { PortDevice } from "./guest/port-device.ts";
 import { resolveGuestPort } from "./guest/resolve.ts";
-import { hostResolver } from "./host/resolve-vm.ts";
 import { SocketChannel } from "./host/socket-channel.ts";
 
 /** A port-like endpoint that cat/send/bridge use: it can wait for its peer before data flows. */
@@ -34,7 +33,9 @@ export async function openChannel(text: string, options: ChannelOptions = {}): P
   const target = requireKind(addr, ["port", "vm-port", "unix"], `port address "${text}"`);
   if (target.kind === "unix") return SocketChannel.connect(target.path, text, { lingerMs: options.lingerMs });
   if (target.kind === "vm-port")
-    return SocketChannel.connect(await hostResolver()(target.vm, target.port), text, { lingerMs: options.lingerMs });
+    return SocketChannel.connect(await (await import("./host/resolve-vm.ts")).hostResolver()(target.vm, target.port), text, {
+      lingerMs: options.lingerMs,
+    });
   const ref = resolveGuestPort(target.spec, options.root ?? "/");
   const dev = PortDevice.open(ref.path, ref.label, options);
   return Object.assign(dev, { waitForPeer: () => dev.waitForHost() }) as PortDevice & Channel;
