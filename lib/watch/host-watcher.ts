@@ -1,8 +1,10 @@
 import { discoverHosts, type DiscoverOptions, vmLabel } from "../host/discover.ts";
+import { defaultLibvirtDirs } from "../host/libvirt.ts";
 import type { HostDiscovery, HostPort, HostVm } from "../host/model.ts";
 import type { QmpEvent } from "../host/qmp.ts";
 import { QmpClient } from "../host/qmp.ts";
 import { applyQmpView, type QmpView } from "../host/qmp-state.ts";
+import { DiscoveryProbe } from "./discovery-probe.ts";
 import type { HostWatchEvent } from "./event.ts";
 import { type QmpEventConnect, QmpWatchSession } from "./qmp-session.ts";
 
@@ -32,6 +34,14 @@ export interface HostWatcherOptions {
   qmpRetryMs?: number;
   /** Milliseconds clock. Default Date.now. */
   now?: () => number;
+  /**
+   * Says whether a discovery could find something new; rounds it answers false for skip the discovery (QMP
+   * sessions are still polled). Default: a DiscoveryProbe of `procRoot` and the libvirt dirs. Tests of a fake
+   * `discover` pass `{ changed: () => true }`.
+   */
+  probe?: { changed(): boolean };
+  /** A full discovery runs at least this often, whatever the probe says. Default 10000 ms. */
+  fullEveryMs?: number;
 }
 
 /** A port as last reported, with who last set its open state. */
@@ -68,7 +78,9 @@ const defaultConnect: QmpEventConnect = (path, opts) => QmpClient.connect(path, 
  * falls back to libvirt's live XML for the guest's open state, or to /proc alone, and says so once.
  */
 export class HostWatcher {
-  readonly #o: Required<Omit<HostWatcherOptions, "libvirtDirs" | "filter">> & Pick<HostWatcherOptions, "libvirtDirs" | "filter">;
+  readonly #o: Required<Omit<HostWatcherOptions, "libvirtDirs" | "filter" | "probe">> & Pick<HostWatcherOptions, "libvirtDirs" | "filter">;
+  readonly #probe: { changed(): boolean };
+  #lastFull = -Infinity;
   readonly #vms = new Map<string, VmState>();
   readonly #notes = new Set<string>();
   #started = false;
@@ -82,8 +94,11 @@ export class HostWatcher {
       timeoutMs: 500,
       qmpRetryMs: 10_000,
       now: Date.now,
+      fullEveryMs: 10_000,
       ...options,
     };
+    this.#probe =
+      options.probe ?? new DiscoveryProbe(this.#o.procRoot, this.#o.libvirtDirs ?? defaultLibvirtDirs(), { now: this.#o.now });
   }
 
   /** The VMs watched now. */
@@ -92,11 +107,28 @@ export class HostWatcher {
   }
 
   /**
-   * One round: rescans /proc and libvirt, reports VMs that started or stopped, polls each held QMP session.
-   * The first round only records what is there.
+   * One round: rescans /proc and libvirt when the probe says something changed (or the last full look is
+   * `fullEveryMs` old), reports VMs that started or stopped, polls each held QMP session. The first round only
+   * records what is there.
    */
   async tick(): Promise<void> {
     if (this.#closed) return;
+    const changed = this.#probe.changed();
+    if (changed || this.#o.now() - this.#lastFull >= this.#o.fullEveryMs) {
+      this.#lastFull = this.#o.now();
+      await this.#discover();
+    } else {
+      for (const st of this.#vms.values()) this.#maybeConnect(st);
+    }
+    if (this.#closed) return;
+    await Promise.all(
+      [...this.#vms.values()].filter((s) => s.session).map((s) => this.#enqueue(s, () => this.#refresh(s, null))),
+    );
+    this.#started = true;
+  }
+
+  /** Rescans /proc and libvirt: VMs started and stopped, and the ports of VMs without a QMP session. */
+  async #discover(): Promise<void> {
     const found = await this.#o.discover({
       procRoot: this.#o.procRoot,
       ...(this.#o.libvirtDirs && { libvirtDirs: this.#o.libvirtDirs }),
@@ -130,10 +162,6 @@ export class HostWatcher {
       this.#maybeConnect(st);
     }
     for (const st of [...this.#vms.values()]) if (!seen.has(st.key)) this.#stopped(st);
-    await Promise.all(
-      [...this.#vms.values()].filter((s) => s.session).map((s) => this.#enqueue(s, () => this.#refresh(s, null))),
-    );
-    this.#started = true;
   }
 
   /** Closes every QMP session; no change is reported after this. */

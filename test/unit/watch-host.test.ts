@@ -7,6 +7,8 @@ import { type HostChange, HostWatcher } from "../../lib/watch/host-watcher.ts";
 import type { QmpEventClient, QmpEventConnect } from "../../lib/watch/qmp-session.ts";
 
 const BUS = "/machine/peripheral/vs0/virtio-backend/vs0.0";
+/** A probe that always says "look again", so every tick runs the fake discovery. */
+const always = { changed: () => true };
 
 /** A QEMU as QMP shows it; the test changes it and fires events. */
 interface Machine {
@@ -116,6 +118,7 @@ function scene(opts: { qmp?: "ok" | "busy" | "none"; libvirt?: boolean; delayMs?
     discover,
     qmpConnect: connect,
     qmpRetryMs: 60_000,
+    probe: always,
   });
   /** Lets pending QMP work (connect, queued refreshes, event handling) finish. */
   const settle = () => Bun.sleep(10);
@@ -267,6 +270,37 @@ describe("host watcher", () => {
     ]);
   });
 
+  test("rounds the probe calls unchanged skip discovery but still poll QMP; a full discovery comes every fullEveryMs", async () => {
+    const s = scene();
+    let discoveries = 0;
+    let changed = true;
+    const clock = { t: 0 };
+    const w = new HostWatcher({
+      emit: () => {},
+      note: () => {},
+      now: () => clock.t,
+      discover: async () => (discoveries++, { vms: structuredClone(s.world.vms), notes: [] }),
+      qmpConnect: async () => new FakeQmp(s.machine),
+      probe: { changed: () => changed },
+      fullEveryMs: 10_000,
+    });
+    await w.tick();
+    await s.settle();
+    changed = false;
+    for (let i = 0; i < 5; i++) {
+      clock.t += 1000;
+      await w.tick();
+    }
+    expect(discoveries).toBe(1);
+    clock.t += 5000;
+    await w.tick();
+    expect(discoveries).toBe(2);
+    changed = true;
+    await w.tick();
+    expect(discoveries).toBe(3);
+    w.close();
+  });
+
   test("a VM started after watching began gets a QMP session; a port the guest already has open is reported opened", async () => {
     const s = scene();
     const vm1 = s.world.vms.pop()!;
@@ -324,6 +358,7 @@ describe("host watcher", () => {
       note: (n) => s.notes.push(n),
       filter: (vm) => vm.name === "vm1",
       discover: async (o) => ({ vms: [s.world.vms[0]!, other].filter((v) => o.filter?.(v) ?? true), notes: s.world.notes }),
+      probe: always,
     });
     await w.tick();
     await w.tick();
