@@ -24,7 +24,7 @@ export function portsCommand(): Command {
     .addHelpText(
       "after",
       "\nRuns until Ctrl-C or SIGTERM, then exits 0; each line is written as it happens. It never opens a port.\n" +
-        "Guest: sysfs and debugfs are read every 0.25 s. Host: /proc every 1 s, and one QMP connection\n" +
+        "Guest: sysfs and debugfs are read every 0.5 s. Host: /proc every 1 s, and one QMP connection\n" +
         "held per VM for VSERPORT_CHANGE events (QEMU sends at most one per port per second).\n\n" +
         "Examples:\n  vmchan ports watch\n  vmchan ports watch --json --vm web01 | while read -r ev; do ...; done\n",
     )

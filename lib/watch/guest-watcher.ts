@@ -1,11 +1,12 @@
 import * as fs from "node:fs";
 import { under } from "../context.ts";
 import { describeError } from "../host/describe-error.ts";
-import { parseDebugInfo, portEntries } from "../guest/ports.ts";
+import { portEntries } from "../guest/ports.ts";
 import type { GuestWatchEvent } from "./event.ts";
 
 const SYSFS_PORTS = "/sys/class/virtio-ports";
 const DEBUGFS_PORTS = "/sys/kernel/debug/virtio-ports";
+const HOST_CONNECTED = Buffer.from("host_connected: ");
 
 /** A guest event before it is stamped with the time. */
 export type GuestChange = Omit<GuestWatchEvent, "time">;
@@ -24,8 +25,16 @@ export interface GuestWatcherOptions {
 interface Tracked {
   /** `vportNpM`. */
   port: string;
-  /** The sysfs entry's inode: a port unplugged and plugged again between two polls gets the same vportNpM but a new inode. */
-  ino: number;
+  /**
+   * The sysfs entry's inode, read only while debugfs is unreadable: a port unplugged and plugged again between two
+   * polls gets the same vportNpM but a new inode. With debugfs, the held `fd` tells instead.
+   */
+  ino: number | null;
+  /**
+   * The port's debugfs file, kept open and re-read from offset 0 each poll (one pread instead of open, read and
+   * close). Reads of it fail once its port is gone, even when a new port took the same vportNpM.
+   */
+  fd: number | null;
   name: string | null;
   seenAt: number;
   /** Whether port-added was reported (or the port was there when watching began). */
@@ -49,6 +58,7 @@ export class GuestWatcher {
   /** null = readable; otherwise why not. */
   #debugfsProblem: string | null = "not checked yet";
   #debugfsNoted = false;
+  readonly #buf = Buffer.alloc(4096);
 
   constructor(root: string, options: GuestWatcherOptions = {}) {
     this.#root = root;
@@ -88,20 +98,30 @@ export class GuestWatcher {
 
     const present = new Set<string>();
     for (const port of entries) {
-      const ino = this.#ino(port);
-      if (ino === null) continue; // removed between readdir and lstat: gone next poll
       present.add(port);
       let t = this.#ports.get(port);
-      if (t && t.ino !== ino) {
-        this.#removed(t, changes);
-        t = undefined;
+      let host: boolean | null | "gone" = null;
+      if (t) {
+        host = this.#readHostConnected(t);
+        const ino = t.ino === null ? null : this.#ino(port);
+        if (t.ino !== null && ino === null) {
+          present.delete(port); // removed since readdir: reported below
+          continue;
+        }
+        if (host === "gone" || ino !== t.ino) {
+          this.#removed(t, changes);
+          t = undefined;
+        }
       }
       if (!t) {
-        t = { port, ino, name: null, seenAt: now, announced: !this.#primed, host: null };
+        t = { port, ino: null, fd: null, name: null, seenAt: now, announced: !this.#primed, host: null };
         this.#ports.set(port, t);
+        host = this.#readHostConnected(t);
       }
+      // "gone" for a port just found: removed since readdir, it will be missing from the next readdir.
+      if (host === "gone") host = null;
+      if (t.fd === null && t.ino === null && this.#debugfsProblem !== null) t.ino = this.#ino(port);
       if (t.name === null) t.name = this.#readName(port);
-      const host = this.#readHostConnected(port);
       if (!t.announced) {
         if (t.name === null && now - t.seenAt < this.#graceMs) continue;
         t.announced = true;
@@ -121,7 +141,21 @@ export class GuestWatcher {
     return { changes, notes };
   }
 
+  /** Closes the debugfs files held open. */
+  close(): void {
+    for (const t of this.#ports.values()) this.#closeFd(t);
+  }
+
+  #closeFd(t: Tracked): void {
+    if (t.fd === null) return;
+    try {
+      fs.closeSync(t.fd);
+    } catch {}
+    t.fd = null;
+  }
+
   #removed(t: Tracked, changes: GuestChange[]): void {
+    this.#closeFd(t);
     this.#ports.delete(t.port);
     // Gone within the name's grace time: it did exist, so both halves are reported.
     if (!t.announced) changes.push(this.#change("port-added", t, "sysfs"));
@@ -158,14 +192,27 @@ export class GuestWatcher {
     }
   }
 
-  #readHostConnected(port: string): boolean | null {
+  /** debugfs host_connected of the port; null when unknown, "gone" when the port behind the held file went away. */
+  #readHostConnected(t: Tracked): boolean | null | "gone" {
     if (this.#debugfsProblem !== null) return null;
-    try {
-      const v = parseDebugInfo(fs.readFileSync(under(this.#root, `${DEBUGFS_PORTS}/${port}`), "utf8")).host_connected;
-      return v === "1" ? true : v === "0" ? false : null;
-    } catch {
-      return null;
+    if (t.fd === null) {
+      try {
+        t.fd = fs.openSync(under(this.#root, `${DEBUGFS_PORTS}/${t.port}`), "r");
+      } catch {
+        return null; // debugfs makes the file a moment after the port
+      }
     }
+    let n: number;
+    try {
+      n = fs.readSync(t.fd, this.#buf, 0, this.#buf.length, 0);
+    } catch {
+      this.#closeFd(t);
+      return "gone";
+    }
+    const at = this.#buf.subarray(0, n).indexOf(HOST_CONNECTED);
+    if (at < 0) return null;
+    const v = this.#buf[at + HOST_CONNECTED.length];
+    return v === 0x31 ? true : v === 0x30 ? false : null;
   }
 }
 
