@@ -41,6 +41,8 @@ export interface LabOptions {
   timeoutMs?: number;
   /** The vmchan binary put in the guest at guestBinary. Default dist/vmchan (run `npm run build` first). */
   binary?: string;
+  /** Give QEMU a second QMP socket (`extraQmpPath`) for a client under test, since the lab holds the first. Default false. */
+  extraQmp?: boolean;
 }
 
 // Labs not closed yet: killed synchronously if the process exits without closing them.
@@ -100,6 +102,7 @@ export class Lab {
         initrd,
         consoleLog: join(dir, "console.log"),
         qmpSocket: join(dir, "qmp.sock"),
+        ...(options.extraQmp && { extraQmpSocket: join(dir, "qmp-extra.sock") }),
         controlSocket: join(dir, "ctl.sock"),
         links: options.links ?? false,
         ports,
@@ -147,6 +150,12 @@ export class Lab {
   get qmp(): QmpClient {
     if (!this.#qmp) throw new Error("the lab is not booted");
     return this.#qmp;
+  }
+
+  /** The second QMP socket (LabOptions.extraQmp), free for a client under test; null when not asked for. */
+  get extraQmpPath(): string | null {
+    const path = join(this.dir, "qmp-extra.sock");
+    return existsSync(path) ? path : null;
   }
 
   /** QEMU's pid on the host. */

@@ -69,6 +69,8 @@ export interface QemuArgsInput {
   initrd: string;
   consoleLog: string;
   qmpSocket: string;
+  /** A second QMP socket, free for a client under test (QMP serves one client at a time and the lab holds the first). */
+  extraQmpSocket?: string;
   controlSocket: string;
   links: boolean;
   ports: readonly ResolvedPort[];
@@ -102,6 +104,7 @@ export function qemuArgs(o: QemuArgsInput): string[] {
     "-initrd", o.initrd,
     "-append", append.join(" "),
     "-qmp", `unix:${o.qmpSocket},server=on,wait=off`,
+    ...(o.extraQmpSocket ? ["-qmp", `unix:${o.extraQmpSocket},server=on,wait=off`] : []),
     // The bus under test comes first, so the guest numbers it 0 (vport0pN).
     "-device", `virtio-serial-pci,id=${testBusId}`,
   ];
