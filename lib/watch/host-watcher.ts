@@ -67,6 +67,8 @@ interface VmState {
   /** Device ids with a VSERPORT_CHANGE received but not yet handled: a poll queued before it must not learn their state silently. */
   eventsPending: Map<string, number>;
   noted: boolean;
+  /** Whether a QMP view was ever applied: its port list (hot-plugged ports included) then outranks the command line's. */
+  hadView: boolean;
 }
 
 const defaultConnect: QmpEventConnect = (path, opts) => QmpClient.connect(path, opts);
@@ -144,7 +146,7 @@ export class HostWatcher {
       seen.add(key);
       let st = this.#vms.get(key);
       if (!st) {
-        st = { key, vm, ports: new Map(), primed: this.#started, session: null, connecting: false, retryAt: 0, gone: false, queue: Promise.resolve(), eventsPending: new Map(), noted: false };
+        st = { key, vm, ports: new Map(), primed: this.#started, session: null, connecting: false, retryAt: 0, gone: false, queue: Promise.resolve(), eventsPending: new Map(), noted: false, hadView: false };
         this.#vms.set(key, st);
         if (this.#started) this.#emitVm(st, "vm-started", vm.sources.includes("cmdline") ? "proc" : "libvirt");
       } else {
@@ -154,7 +156,11 @@ export class HostWatcher {
         const s = st;
         this.#enqueue(s, async () => {
           if (s.session) return;
-          this.#applyPorts(s, vm.ports, vm.sources.includes("cmdline") ? "proc" : "libvirt", "libvirt", () => true);
+          // After a lost QMP session the command line would forget hot-plugged ports: keep the list, take libvirt's state.
+          const ports = s.hadView
+            ? [...s.ports.values()].map((p) => ({ ...p, guestOpen: vm.ports.find((l) => _portKey(l) === _portKey(p))?.guestOpen ?? null }))
+            : vm.ports;
+          this.#applyPorts(s, ports, vm.sources.includes("cmdline") ? "proc" : "libvirt", "libvirt", () => true);
           // With no QMP to ask, this first look is all there is to know.
           if (vm.qmp.length === 0) s.primed = true;
         });
@@ -234,6 +240,7 @@ export class HostWatcher {
       p.id === null || (p.id !== eventOwned && !st.eventsPending.has(p.id) && (st.ports.get(_portKey(p))?.guestOpen ?? null) === null);
     this.#applyPorts(st, ports, "qmp-poll", "qmp-poll", pollOwns);
     st.primed = true;
+    if (view.devices !== null) st.hadView = true;
   }
 
   /**

@@ -217,6 +217,24 @@ describe("host watcher", () => {
     s.watcher.close();
   });
 
+  test("a lost QMP session does not make hot-plugged ports look removed when the command line is read again", async () => {
+    const s = scene();
+    await s.watcher.tick();
+    await s.settle();
+    s.machine.chardevs.set("ch-hot", unixChardev("/run/vm1/hot.sock"));
+    s.machine.devices.set("/machine/peripheral/hot0", { type: "virtserialport", name: "org.hot", chardev: "ch-hot", nr: 3 });
+    await s.watcher.tick();
+    await s.settle();
+    expect(s.take()).toEqual([ch("port-added", "org.hot", "hot0", "/run/vm1/hot.sock", "qmp-poll")]);
+    s.clients[0]!.close(); // the next poll fails: the session is dropped
+    await s.watcher.tick();
+    await s.settle();
+    await s.watcher.tick();
+    await s.settle();
+    expect(s.take()).toEqual([]);
+    s.watcher.close();
+  });
+
   test("a port without an id gets no events: its open state is polled with query-chardev", async () => {
     const s = scene();
     await s.watcher.tick();
