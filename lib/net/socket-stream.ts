@@ -2,7 +2,8 @@ import type { Socket, SocketHandler } from "bun";
 import { CHUNK_SIZE, type Endpoint, sleep } from "../endpoint.ts";
 import { VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
-import { socketOutq } from "../sys/libc.ts";
+import { EAGAIN, EINTR, enableSigio, readFd, socketOutq, writeFd } from "../sys/libc.ts";
+import { installSigio, sigioGeneration, waitSigio } from "../sys/sigio.ts";
 
 export interface SocketStreamOptions {
   /**
@@ -18,10 +19,15 @@ export interface SocketStreamOptions {
 
 /** Read-side queue cap: above it the socket is paused, so a fast peer cannot grow our memory. */
 const QUEUE_CAP = 4 * CHUNK_SIZE;
+/** Re-try a socket this often even without SIGIO, in case a signal was missed. */
+const SAFETY_POLL_MS = 5000;
 
 /**
- * A connected Bun socket as an Endpoint: reads pull from a bounded queue (pause/resume),
- * writes wait for the kernel to take every byte (Bun's write() may take fewer than given).
+ * A connected Bun socket as an Endpoint. Once attached, Bun stops reading it and the stream does
+ * read(2) and write(2) on its fd itself, into one reusable buffer, waiting for SIGIO after EAGAIN
+ * (as a guest port does): Bun's data callback allocates a fresh buffer per read, which the garbage
+ * collector frees so late that a long transfer grew the process by tens of MiB. Writes hand every
+ * byte to the kernel before they resolve. What Bun read before attach is served first.
  */
 export class SocketStream implements Endpoint {
   readonly label: string;
@@ -42,6 +48,10 @@ export class SocketStream implements Endpoint {
   private readonly options: SocketStreamOptions;
   private lastWrite = 0;
   private stopReading = false;
+  /** The socket's fd when we do the I/O ourselves; -1 when Bun gives none (then Bun's callbacks are used). */
+  private fd = -1;
+  private readonly buf = new Uint8Array(CHUNK_SIZE);
+  private readonly wakers = new Set<() => void>();
 
   constructor(label: string, options: SocketStreamOptions) {
     this.label = label;
@@ -62,17 +72,79 @@ export class SocketStream implements Endpoint {
 
   attach(socket: Socket<SocketStream>): this {
     this.socket = socket;
+    const fd = (socket as unknown as { fd?: number }).fd;
+    if (typeof fd === "number" && fd >= 0) {
+      installSigio();
+      socket.pause(); // from here on we read the fd, Bun does not
+      enableSigio(fd);
+      this.fd = fd;
+    }
     return this;
   }
 
+  /** Waits for SIGIO after `gen` (at most the safety interval), or until the stream is interrupted or closed. */
+  private async idle(gen: number): Promise<void> {
+    let wake!: () => void;
+    const woken = new Promise<void>((resolve) => this.wakers.add((wake = resolve)));
+    await Promise.race([waitSigio(gen, SAFETY_POLL_MS), woken]);
+    this.wakers.delete(wake);
+  }
+
+  private wakeAll(): void {
+    for (const w of [...this.wakers]) w();
+  }
+
+  private async readOwn(): Promise<Uint8Array | null> {
+    for (;;) {
+      if (this.stopReading || this.closed || this.gone) return null;
+      const gen = sigioGeneration();
+      const n = readFd(this.fd, this.buf, 0, this.buf.byteLength);
+      if (n > 0) {
+        this.bytesRead += n;
+        return this.buf.subarray(0, n);
+      }
+      if (n === 0) {
+        this.ended = true;
+        return null;
+      }
+      if (n === -EINTR) continue;
+      if (n === -EAGAIN) {
+        // The kernel sends SIGIO for a socket once a read has hit EAGAIN, which this one just did.
+        await this.idle(gen);
+        continue;
+      }
+      this.gone = true;
+      throw new VmchanError(`connection "${this.label}" failed: errno ${-n}`, { code: ExitCode.peerGone });
+    }
+  }
+
+  private async writeOwn(chunk: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < chunk.byteLength) {
+      if (this.gone || this.closed) throw this.peerGone();
+      const gen = sigioGeneration();
+      const n = writeFd(this.fd, chunk, off, chunk.byteLength - off);
+      if (n > 0) {
+        off += n;
+        this.bytesWritten += n;
+        this.lastWrite = performance.now();
+      } else if (n === -EAGAIN) await this.idle(gen);
+      else if (n !== -EINTR) {
+        this.gone = true;
+        throw this.peerGone();
+      }
+    }
+  }
+
   async read(): Promise<Uint8Array | null> {
+    if (this.fd >= 0 && this.queue.length === 0 && !this.ended) return this.readOwn();
     for (;;) {
       if (this.stopReading) return null;
       const chunk = this.queue.shift();
       if (chunk) {
         this.queued -= chunk.byteLength;
         this.bytesRead += chunk.byteLength;
-        if (this.paused && this.queued < QUEUE_CAP / 2) {
+        if (this.paused && this.fd < 0 && this.queued < QUEUE_CAP / 2) {
           this.paused = false;
           this.socket.resume();
         }
@@ -85,6 +157,7 @@ export class SocketStream implements Endpoint {
   }
 
   async write(chunk: Uint8Array): Promise<void> {
+    if (this.fd >= 0) return this.writeOwn(chunk);
     let off = 0;
     while (off < chunk.byteLength) {
       if (this.failure) throw this.failure;
@@ -107,7 +180,8 @@ export class SocketStream implements Endpoint {
 
   /** With "linger": waits until the peer has taken every byte and the linger has passed (at most `maxMs`). */
   async drain(maxMs = 30_000): Promise<void> {
-    if (this.options.finish !== "linger" || this.lastWrite === 0) return;
+    // Nothing to protect if we wrote nothing, or if the peer has closed (QEMU never half-closes).
+    if (this.options.finish !== "linger" || this.lastWrite === 0 || this.ended) return;
     const deadline = performance.now() + maxMs;
     const fd = (this.socket as unknown as { fd?: number }).fd;
     while (!this.gone && typeof fd === "number" && socketOutq(fd) > 0 && performance.now() < deadline) await sleep(5);
@@ -124,6 +198,7 @@ export class SocketStream implements Endpoint {
   interruptRead(): void {
     this.stopReading = true;
     this.wakeReader();
+    this.wakeAll();
   }
 
   /** Closes fully (never a half-close first), after drain() for a "linger" stream. */
@@ -132,6 +207,7 @@ export class SocketStream implements Endpoint {
     await this.drain();
     if (this.closed) return;
     this.closed = true;
+    this.wakeAll();
     this.socket.terminate();
   }
 
@@ -159,6 +235,7 @@ export class SocketStream implements Endpoint {
   private onGone(err: Error | null): void {
     this.ended = true;
     this.gone = true;
+    this.wakeAll();
     if (err && !this.failure)
       this.failure = new VmchanError(`connection "${this.label}" failed: ${err.message}`, { code: ExitCode.peerGone });
     this.wakeReader();

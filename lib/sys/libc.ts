@@ -23,6 +23,8 @@ interface Libc {
   poll(fds: Pointer, nfds: number, timeout: number): number;
   ioctl(fd: number, request: number, arg: Pointer): number;
   getpid(): number;
+  read(fd: number, buf: Uint8Array, off: number, len: number): number;
+  write(fd: number, buf: Uint8Array, off: number, len: number): number;
   errno(): number;
   ptr(view: Int32Array): Pointer;
 }
@@ -56,9 +58,11 @@ function libc(): Libc {
       poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
       ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
       getpid: { args: [], returns: FFIType.i32 },
+      read: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64_fast },
+      write: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64_fast },
       __errno_location: { args: [], returns: FFIType.ptr },
     },
-    "poll/fcntl/ioctl",
+    "poll/fcntl/ioctl/read/write",
   );
   const s = lib.symbols;
   loaded = {
@@ -66,6 +70,8 @@ function libc(): Libc {
     poll: (fds, nfds, timeout) => s.poll(fds, nfds, timeout) as number,
     ioctl: (fd, request, arg) => s.ioctl(fd, request, arg) as number,
     getpid: () => s.getpid() as number,
+    read: (fd, buf, off, len) => Number(s.read(fd, ffi.ptr(buf, off), len)),
+    write: (fd, buf, off, len) => Number(s.write(fd, ffi.ptr(buf, off), len)),
     errno: () => ffi.read.i32(s.__errno_location() as Pointer, 0),
     ptr: (view) => ffi.ptr(view),
   };
@@ -108,4 +114,25 @@ export function socketOutq(fd: number): number {
   const c = libc();
   const out = new Int32Array(1);
   return c.ioctl(fd, SIOCOUTQ, c.ptr(out)) < 0 ? -1 : out[0]!;
+}
+
+export const EINTR = 4;
+export const EAGAIN = 11;
+
+/**
+ * read(2) into `buf` at `off`: the byte count, 0 at end of stream, or -errno. No exception on
+ * EAGAIN, so a busy relay makes no garbage; and no fresh buffer per read, unlike a socket's
+ * data callback, whose buffers the garbage collector frees late.
+ */
+export function readFd(fd: number, buf: Uint8Array, off: number, len: number): number {
+  const c = libc();
+  const n = c.read(fd, buf, off, len);
+  return n < 0 ? -c.errno() : n;
+}
+
+/** write(2) from `buf` at `off`: the byte count taken, or -errno (see readFd). */
+export function writeFd(fd: number, buf: Uint8Array, off: number, len: number): number {
+  const c = libc();
+  const n = c.write(fd, buf, off, len);
+  return n < 0 ? -c.errno() : n;
 }
