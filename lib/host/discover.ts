@@ -8,6 +8,7 @@ import { readProcSockets } from "./proc-sockets.ts";
 import { findQemuProcesses } from "./qemu-processes.ts";
 import { QmpClient } from "./qmp.ts";
 import { applyQmpView, readQmpView, type QmpConnect } from "./qmp-state.ts";
+import { withDeadline } from "../deadline.ts";
 
 /** Options of `discoverHosts`. */
 export interface DiscoverOptions {
@@ -174,7 +175,7 @@ async function _withQmp(vm: HostVm, connect: QmpConnect, timeoutMs: number, note
     let client: Awaited<ReturnType<QmpConnect>>;
     const pending = connect(path, { timeoutMs });
     try {
-      client = await _deadline(pending, timeoutMs * 2, `no answer within ${timeoutMs} ms`);
+      client = await withDeadline(pending, timeoutMs * 2, `no answer within ${timeoutMs} ms`);
     } catch (err) {
       // A session that opens after we gave up must still be closed, or it would hold QMP's only slot.
       pending.then((c) => c.close(), () => {});
@@ -183,7 +184,7 @@ async function _withQmp(vm: HostVm, connect: QmpConnect, timeoutMs: number, note
     }
     try {
       // A whole session gets a bounded budget too: a QEMU that answers the greeting and then stalls must not hang us.
-      const view = await _deadline(readQmpView(client, timeoutMs), timeoutMs * 20, `QMP session took over ${timeoutMs * 20} ms`);
+      const view = await withDeadline(readQmpView(client, timeoutMs), timeoutMs * 20, `QMP session took over ${timeoutMs * 20} ms`);
       return applyQmpView(vm, view);
     } catch (err) {
       notes.push(`cannot query QMP of ${vmLabel(vm)} at ${path}: ${_qmpReason(err, timeoutMs)}`);
@@ -199,14 +200,4 @@ function _qmpReason(err: unknown, timeoutMs: number): string {
   const msg = describeError(err);
   if (/no greeting/.test(msg)) return `no greeting within ${timeoutMs} ms (QMP serves one client at a time: another one, such as libvirt, holds it)`;
   return msg.replace(/^QMP connect to "[^"]*" failed: /, "");
-}
-
-/** `p`, or a rejection after `ms`; the timer does not keep the process alive. */
-function _deadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-    timer.unref?.();
-  });
-  return Promise.race([p, expired]).finally(() => clearTimeout(timer));
 }

@@ -1,6 +1,7 @@
 import { describeError } from "../host/describe-error.ts";
 import type { QmpEvent } from "../host/qmp.ts";
 import { type QmpLike, type QmpView, readQmpView } from "../host/qmp-state.ts";
+import { withDeadline } from "../deadline.ts";
 
 /** What a held QMP connection must offer: commands and events (QmpClient; tests pass a fake). */
 export interface QmpEventClient extends QmpLike {
@@ -43,7 +44,7 @@ export class QmpWatchSession {
     for (const path of paths) {
       const pending = connect(path, { timeoutMs });
       try {
-        const client = await _deadline(pending, timeoutMs * 2, `no answer within ${timeoutMs} ms`);
+        const client = await withDeadline(pending, timeoutMs * 2, `no answer within ${timeoutMs} ms`);
         return { session: new QmpWatchSession(path, client, timeoutMs), failures };
       } catch (err) {
         // A session that opens after we gave up must still be closed, or it would keep QMP's only slot.
@@ -102,14 +103,4 @@ export class QmpWatchSession {
     this.#closed = true;
     this.#client.close();
   }
-}
-
-/** `p`, or a rejection after `ms`; the timer does not keep the process alive. */
-function _deadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-    timer.unref?.();
-  });
-  return Promise.race([p, expired]).finally(() => clearTimeout(timer));
 }
