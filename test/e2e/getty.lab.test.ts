@@ -9,6 +9,7 @@ import { ExitCode } from "../../lib/exit-codes.ts";
 import { PortsListing } from "../../lib/schema.ts";
 import { labUser } from "../lab/initramfs.ts";
 import { type GuestJob, Lab } from "../lab/lab.ts";
+import { waitHeld } from "../support/guest.ts";
 
 let lab: Lab;
 
@@ -56,17 +57,6 @@ class Transcript {
   }
 }
 
-/** Waits until a guest process holds the port (or its hvc) open; returns its pid. */
-async function waitHeld(port: string): Promise<number> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const r = await lab.run("vmchan ports list --json");
-    const holder = PortsListing.parse(JSON.parse(r.stdout)).guest.find((p) => p.name === port)?.holders[0];
-    if (holder) return holder.pid;
-    if (Date.now() > deadline) throw new Error(`no guest process opened port ${port} within 60 s`);
-    await Bun.sleep(200);
-  }
-}
 
 /** Logs in as the lab's test user at a "login:" prompt already seen, and proves the shell runs as that user. */
 async function logIn(t: Transcript): Promise<void> {
@@ -88,7 +78,7 @@ describe("vmchan getty (real guest, busybox getty)", () => {
     const job = await lab.spawn("exec vmchan getty");
     let sock: net.Socket | null = null;
     try {
-      await waitHeld("g.con");
+      await waitHeld(lab, "g.con");
       sock = await lab.connect("g.con");
       const t = new Transcript(sock);
       // The first prompt was printed before the host connected: a console drops it (facts (i)).
@@ -117,7 +107,7 @@ describe("vmchan getty (real guest, busybox getty)", () => {
     const job = await lab.spawn("exec vmchan getty g.ser");
     let sock: net.Socket | null = null;
     try {
-      await waitHeld("g.ser");
+      await waitHeld(lab, "g.ser");
       sock = await lab.connect("g.ser");
       let t = new Transcript(sock);
       // Nothing sent: the guest sees the host connect, and the getty starts for it.
@@ -154,7 +144,7 @@ describe("vmchan getty (real guest, busybox getty)", () => {
     const job = await lab.spawn(`exec vmchan getty --autologin ${labUser.name} g.auto`);
     let sock: net.Socket | null = null;
     try {
-      await waitHeld("g.auto");
+      await waitHeld(lab, "g.auto");
       sock = await lab.connect("g.auto");
       const t = new Transcript(sock);
       await t.waitFor(/[$#] /);

@@ -4,10 +4,10 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ExitCode } from "../../lib/exit-codes.ts";
-import { PortsListing } from "../../lib/schema.ts";
 import { Lab } from "../lab/lab.ts";
 import { writeAndClose } from "../lab/socket.ts";
 import { randomBytes, readHashed, sha256 } from "../support/host-io.ts";
+import { waitHeld } from "../support/guest.ts";
 
 const MiB = 1024 * 1024;
 let lab: Lab;
@@ -41,23 +41,12 @@ async function guestSha(path: string): Promise<string> {
   return r.stdout.split(/\s+/)[0]!;
 }
 
-/** Waits until a guest process holds the port open (per `vmchan ports list --json`); returns its pid. */
-async function waitOpen(port: string): Promise<number> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const r = await lab.run("vmchan ports list --json");
-    const holder = PortsListing.parse(JSON.parse(r.stdout)).guest.find((p) => p.name === port)?.holders[0];
-    if (holder) return holder.pid;
-    if (Date.now() > deadline) throw new Error(`no guest process opened port ${port} within 30 s`);
-    await Bun.sleep(100);
-  }
-}
 
 describe("guest cat and send (real guest)", () => {
   test("16 MiB host to guest through cat, sha256 equal", async () => {
     const data = randomBytes(16 * MiB, 3);
     const job = await lab.spawn("vmchan cat t.in > /tmp/in.bin");
-    await waitOpen("t.in");
+    await waitHeld(lab, "t.in");
     await writeAndClose(await lab.connect("t.in"), data, 1500);
     const r = await job.wait({ timeoutMs: 120_000 });
     expect(r.stderr).toBe("");
@@ -83,7 +72,7 @@ describe("guest cat and send (real guest)", () => {
 
   test("cat waits for the host without spinning (few wakeups, about 1% CPU under TCG), then gets everything sent after the connect", async () => {
     const job = await lab.spawn("vmchan cat t.wait > /tmp/wait.bin");
-    const pid = await waitOpen("t.wait");
+    const pid = await waitHeld(lab, "t.wait");
     // Measured over 10 s after start-up has settled. Ticks: utime + stime of the whole process (the
     // text after "(comm) " is split, since a thread's comm may hold spaces). Wakeups: voluntary context
     // switches of the main thread, which is where a spinning or busy-polling wait would show.
@@ -112,7 +101,7 @@ describe("guest cat and send (real guest)", () => {
 
   test("cat --follow receives data from two successive host connections", async () => {
     const job = await lab.spawn("vmchan cat --follow t.follow > /tmp/follow.txt");
-    await waitOpen("t.follow");
+    await waitHeld(lab, "t.follow");
     await writeAndClose(await lab.connect("t.follow"), "first connection\n", 800);
     await Bun.sleep(500);
     await writeAndClose(await lab.connect("t.follow"), "second connection\n", 800);
@@ -136,7 +125,7 @@ describe("guest cat and send (real guest)", () => {
 
   test("a second cat on a held port fails with the busy message naming the first", async () => {
     const first = await lab.spawn("exec vmchan cat t.busy > /dev/null");
-    await waitOpen("t.busy");
+    await waitHeld(lab, "t.busy");
     const r = await lab.run("vmchan cat t.busy");
     expect(r.code).toBe(ExitCode.busy);
     expect(r.stderr).toBe(
@@ -149,7 +138,7 @@ describe("guest cat and send (real guest)", () => {
   test("send of 1 MiB started before the host connects completes after the connect, every byte delivered", async () => {
     await lab.run("head -c 1048576 /dev/urandom > /tmp/late.bin");
     const job = await lab.spawn("vmchan send t.late /tmp/late.bin");
-    await waitOpen("t.late");
+    await waitHeld(lab, "t.late");
     await Bun.sleep(1000);
     const stillWaiting = await lab.run(`kill -0 ${job.pid}`);
     expect(stillWaiting.code).toBe(0);
@@ -163,7 +152,7 @@ describe("guest cat and send (real guest)", () => {
 
   test("cat --bytes stops after N bytes", async () => {
     const job = await lab.spawn("vmchan cat --bytes 10 t.bytes > /tmp/bytes.txt");
-    await waitOpen("t.bytes");
+    await waitHeld(lab, "t.bytes");
     const sock = await lab.connect("t.bytes");
     sock.write("0123456789abcdefghij");
     const r = await job.wait({ timeoutMs: 30_000 });
@@ -193,7 +182,7 @@ describe("guest cat and send (real guest)", () => {
 
   test("a port removed with device_del while cat reads ends cat with the unplug code within 1 s", async () => {
     const job = await lab.spawn("vmchan cat t.unplug > /dev/null");
-    await waitOpen("t.unplug");
+    await waitHeld(lab, "t.unplug");
     const sock = await lab.connect("t.unplug");
     sock.write("some data\n");
     const deleted = lab.qmp.waitEvent("DEVICE_DELETED", (d) => d?.device === "unplug0", 30_000);
