@@ -2,7 +2,7 @@ import type { Socket, SocketHandler } from "bun";
 import { CHUNK_SIZE, type Endpoint, sleep } from "../endpoint.ts";
 import { VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
-import { EAGAIN, EINTR, enableSigio, readFd, socketOutq, writeFd } from "../sys/libc.ts";
+import { EAGAIN, EINTR, enableSigio, readFd, setAsync, setSendBuffer, socketOutq, writeFd } from "../sys/libc.ts";
 import { installSigio, sigioGeneration, waitSigio } from "../sys/sigio.ts";
 
 export interface SocketStreamOptions {
@@ -52,6 +52,7 @@ export class SocketStream implements Endpoint {
   private fd = -1;
   private readonly buf = new Uint8Array(CHUNK_SIZE);
   private readonly wakers = new Set<() => void>();
+  private waiting = 0;
 
   constructor(label: string, options: SocketStreamOptions) {
     this.label = label;
@@ -76,18 +77,34 @@ export class SocketStream implements Endpoint {
     if (typeof fd === "number" && fd >= 0) {
       installSigio();
       socket.pause(); // from here on we read the fd, Bun does not
+      setSendBuffer(fd, CHUNK_SIZE);
       enableSigio(fd);
+      // SIGIO only while someone waits: a busy socket would otherwise signal every packet.
+      setAsync(fd, false);
       this.fd = fd;
     }
     return this;
   }
 
-  /** Waits for SIGIO after `gen` (at most the safety interval), or until the stream is interrupted or closed. */
-  private async idle(gen: number): Promise<void> {
-    let wake!: () => void;
-    const woken = new Promise<void>((resolve) => this.wakers.add((wake = resolve)));
-    await Promise.race([waitSigio(gen, SAFETY_POLL_MS), woken]);
-    this.wakers.delete(wake);
+  /**
+   * Waits until `attempt` (a read or write that hit EAGAIN) can go on: O_ASYNC is on only while
+   * someone waits, and the attempt is retried once after turning it on, so nothing that arrived in
+   * between is missed. Returns the retried attempt's result if it succeeded, else null after SIGIO.
+   */
+  private async idle(attempt: () => number): Promise<number | null> {
+    if (this.waiting++ === 0) setAsync(this.fd, true);
+    try {
+      const gen = sigioGeneration();
+      const n = attempt();
+      if (n !== -EAGAIN) return n;
+      let wake!: () => void;
+      const woken = new Promise<void>((resolve) => this.wakers.add((wake = resolve)));
+      await Promise.race([waitSigio(gen, SAFETY_POLL_MS), woken]);
+      this.wakers.delete(wake);
+      return null;
+    } finally {
+      if (--this.waiting === 0 && !this.closed) setAsync(this.fd, false);
+    }
   }
 
   private wakeAll(): void {
@@ -95,10 +112,11 @@ export class SocketStream implements Endpoint {
   }
 
   private async readOwn(): Promise<Uint8Array | null> {
+    const attempt = () => readFd(this.fd, this.buf, 0, this.buf.byteLength);
     for (;;) {
       if (this.stopReading || this.closed || this.gone) return null;
-      const gen = sigioGeneration();
-      const n = readFd(this.fd, this.buf, 0, this.buf.byteLength);
+      let n = attempt();
+      if (n === -EAGAIN) n = (await this.idle(attempt)) ?? -EAGAIN;
       if (n > 0) {
         this.bytesRead += n;
         return this.buf.subarray(0, n);
@@ -107,12 +125,7 @@ export class SocketStream implements Endpoint {
         this.ended = true;
         return null;
       }
-      if (n === -EINTR) continue;
-      if (n === -EAGAIN) {
-        // The kernel sends SIGIO for a socket once a read has hit EAGAIN, which this one just did.
-        await this.idle(gen);
-        continue;
-      }
+      if (n === -EINTR || n === -EAGAIN) continue;
       this.gone = true;
       throw new VmchanError(`connection "${this.label}" failed: errno ${-n}`, { code: ExitCode.peerGone });
     }
@@ -120,16 +133,16 @@ export class SocketStream implements Endpoint {
 
   private async writeOwn(chunk: Uint8Array): Promise<void> {
     let off = 0;
+    const attempt = () => writeFd(this.fd, chunk, off, chunk.byteLength - off);
     while (off < chunk.byteLength) {
       if (this.gone || this.closed) throw this.peerGone();
-      const gen = sigioGeneration();
-      const n = writeFd(this.fd, chunk, off, chunk.byteLength - off);
+      let n = attempt();
+      if (n === -EAGAIN) n = (await this.idle(attempt)) ?? -EAGAIN;
       if (n > 0) {
         off += n;
         this.bytesWritten += n;
         this.lastWrite = performance.now();
-      } else if (n === -EAGAIN) await this.idle(gen);
-      else if (n !== -EINTR) {
+      } else if (n !== -EAGAIN && n !== -EINTR) {
         this.gone = true;
         throw this.peerGone();
       }

@@ -24,6 +24,7 @@ interface Libc {
   ioctl(fd: number, request: number, arg: Pointer): number;
   getpid(): number;
   read(fd: number, buf: Uint8Array, off: number, len: number): number;
+  setsockopt(fd: number, level: number, name: number, value: Int32Array, len: number): number;
   write(fd: number, buf: Uint8Array, off: number, len: number): number;
   errno(): number;
   ptr(view: Int32Array): Pointer;
@@ -59,6 +60,7 @@ function libc(): Libc {
       ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
       getpid: { args: [], returns: FFIType.i32 },
       read: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64_fast },
+      setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
       write: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64_fast },
       __errno_location: { args: [], returns: FFIType.ptr },
     },
@@ -71,6 +73,7 @@ function libc(): Libc {
     ioctl: (fd, request, arg) => s.ioctl(fd, request, arg) as number,
     getpid: () => s.getpid() as number,
     read: (fd, buf, off, len) => Number(s.read(fd, ffi.ptr(buf, off), len)),
+    setsockopt: (fd, level, name, value, len) => s.setsockopt(fd, level, name, ffi.ptr(value), len) as number,
     write: (fd, buf, off, len) => Number(s.write(fd, ffi.ptr(buf, off), len)),
     errno: () => ffi.read.i32(s.__errno_location() as Pointer, 0),
     ptr: (view) => ffi.ptr(view),
@@ -97,6 +100,15 @@ export function enableSigio(fd: number): void {
   const flags = c.fcntl(fd, F_GETFL, 0);
   if (flags < 0 || c.fcntl(fd, F_SETFL, flags | O_NONBLOCK | O_ASYNC) < 0)
     throw new Error(`fcntl(F_SETFL) failed: errno ${c.errno()}`);
+}
+
+/** Sets or clears O_ASYNC on `fd` (F_SETOWN must have been done, see enableSigio). */
+export function setAsync(fd: number, on: boolean): void {
+  const c = libc();
+  const flags = c.fcntl(fd, F_GETFL, 0);
+  if (flags < 0) return;
+  const next = on ? flags | O_ASYNC : flags & ~O_ASYNC;
+  if (next !== flags) c.fcntl(fd, F_SETFL, next);
 }
 
 /** Sets or clears O_NONBLOCK on `fd`, returning the previous flags (to restore shared descriptors). */
@@ -135,4 +147,15 @@ export function writeFd(fd: number, buf: Uint8Array, off: number, len: number): 
   const c = libc();
   const n = c.write(fd, buf, off, len);
   return n < 0 ? -c.errno() : n;
+}
+
+const SOL_SOCKET = 1;
+const SO_SNDBUF = 7;
+
+/**
+ * Asks for a send buffer of `bytes` (the kernel caps it at net.core.wmem_max and doubles it), so a
+ * relay chunk fits in one write instead of several EAGAIN rounds. Best effort: false if refused.
+ */
+export function setSendBuffer(fd: number, bytes: number): boolean {
+  return libc().setsockopt(fd, SOL_SOCKET, SO_SNDBUF, Int32Array.of(bytes), 4) === 0;
 }
