@@ -48,9 +48,12 @@ function tmux(args: string[]): string {
   return r.stdout.toString();
 }
 
+/** The tmux session of the current test (one per test: reusing a name raced with its kill). */
+let session = "t";
+
 /** The pane's text, scrollback included. */
 function pane(): string {
-  return tmux(["capture-pane", "-p", "-J", "-t", "t", "-S", "-300"]);
+  return tmux(["capture-pane", "-p", "-J", "-t", session, "-S", "-300"]);
 }
 
 /** Waits until `text` shows in the pane (`after` occurrences already there are not counted). */
@@ -75,14 +78,20 @@ async function waitFile(path: string, timeoutMs = 30_000): Promise<string> {
 
 /** Types a line into the pane (literally), then Enter. */
 function typeLine(text: string): void {
-  if (text) tmux(["send-keys", "-t", "t", "-l", text]);
-  tmux(["send-keys", "-t", "t", "Enter"]);
+  if (text) tmux(["send-keys", "-t", session, "-l", text]);
+  tmux(["send-keys", "-t", session, "Enter"]);
 }
 
 /** Starts a shell in a fresh tmux session that records the terminal settings around `command`, its pid and status. */
-function startInTerminal(tag: string, command: string): void {
-  tmux(["kill-session", "-t", "t"]);
-  tmux(["new-session", "-d", "-s", "t", "-x", "150", "-y", "45", "/bin/sh"]);
+async function startInTerminal(tag: string, command: string): Promise<void> {
+  session = `t-${tag}`;
+  tmux(["new-session", "-d", "-s", session, "-x", "150", "-y", "45", "/bin/sh"]);
+  // Type only once the shell is there: keys sent before would race with its start.
+  const deadline = Date.now() + 30_000;
+  while (!/[#$] *$/m.test(pane())) {
+    if (Date.now() > deadline) throw new Error(`the shell in tmux session ${session} did not start within 30 s: ${JSON.stringify(pane())}`);
+    await Bun.sleep(100);
+  }
   const d = join(dir, tag);
   typeLine(`mkdir -p ${d}; stty -g > ${d}/before; sh -c 'echo $$ > ${d}/pid; exec ${command}'; echo $? > ${d}/rc; stty -g > ${d}/after`);
 }
@@ -91,7 +100,7 @@ describe("vmchan console (real guest, tmux)", () => {
   test("a login through the console; Ctrl-C goes to the guest; Ctrl-] q exits 0 and restores the terminal exactly", async () => {
     const started = Date.now();
     // The VM by name alone: its first console port, found by host discovery.
-    startInTerminal("quit", `${VMCHAN} console ${vmName}`);
+    await startInTerminal("quit", `${VMCHAN} console ${vmName}`);
     await waitPane(`vmchan: connected to ${vmName}:c.con (${lab.socketPath("c.con")}); quit: Ctrl-] q`);
     // The getty's first prompt was dropped before anyone connected: Enter asks for it again.
     typeLine("");
@@ -105,13 +114,13 @@ describe("vmchan console (real guest, tmux)", () => {
     // Raw mode: Ctrl-C is a byte for the guest's tty, which interrupts its sleep; the console stays.
     typeLine("sleep 60");
     await Bun.sleep(500);
-    tmux(["send-keys", "-t", "t", "C-c"]);
+    tmux(["send-keys", "-t", session, "C-c"]);
     typeLine("echo after-$((1+1))");
     await waitPane("after-2", 20_000);
     // Escape twice sends one escape to the shell (Ctrl-U then clears its line); then escape q quits.
-    tmux(["send-keys", "-t", "t", "C-]", "C-]", "C-u"]);
-    tmux(["send-keys", "-t", "t", "C-]"]);
-    tmux(["send-keys", "-t", "t", "q"]);
+    tmux(["send-keys", "-t", session, "C-]", "C-]", "C-u"]);
+    tmux(["send-keys", "-t", session, "C-]"]);
+    tmux(["send-keys", "-t", session, "q"]);
     const d = join(dir, "quit");
     expect((await waitFile(`${d}/rc`)).trim()).toBe("0");
     const after = await waitFile(`${d}/after`);
@@ -123,7 +132,7 @@ describe("vmchan console (real guest, tmux)", () => {
 
   test("SIGTERM ends the console with code 130 and the terminal restored", async () => {
     // The test user is still logged in on the console (a console has no hang-up): its shell answers.
-    startInTerminal("term", `${VMCHAN} console unix:${lab.socketPath("c.con")}`);
+    await startInTerminal("term", `${VMCHAN} console unix:${lab.socketPath("c.con")}`);
     await waitPane(`vmchan: connected to unix:${lab.socketPath("c.con")}; quit: Ctrl-] q`);
     typeLine("echo still-$((2*3))");
     await waitPane("still-6");
