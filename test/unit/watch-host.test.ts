@@ -132,6 +132,19 @@ function ch(event: HostChange["event"], port: string | null, id: string | null, 
   return { side: "host", event, vm: "vm1", pid: 4242, port, id, path, via, ...extra };
 }
 
+/** A scene after a port "org.hot" (id hot0) was hot-plugged and reported by the poll. */
+async function sceneWithHotPlug(): Promise<ReturnType<typeof scene>> {
+  const s = scene();
+  await s.watcher.tick();
+  await s.settle();
+  s.machine.chardevs.set("ch-hot", unixChardev("/run/vm1/hot.sock"));
+  s.machine.devices.set("/machine/peripheral/hot0", { type: "virtserialport", name: "org.hot", chardev: "ch-hot", nr: 3 });
+  await s.watcher.tick();
+  await s.settle();
+  expect(s.take()).toEqual([ch("port-added", "org.hot", "hot0", "/run/vm1/hot.sock", "qmp-poll")]);
+  return s;
+}
+
 describe("host watcher", () => {
   test("what runs when watching begins is recorded, not reported", async () => {
     const s = scene();
@@ -199,14 +212,7 @@ describe("host watcher", () => {
   });
 
   test("hot-plug is found by the poll, hot-unplug by DEVICE_DELETED, each reported once", async () => {
-    const s = scene();
-    await s.watcher.tick();
-    await s.settle();
-    s.machine.chardevs.set("ch-hot", unixChardev("/run/vm1/hot.sock"));
-    s.machine.devices.set("/machine/peripheral/hot0", { type: "virtserialport", name: "org.hot", chardev: "ch-hot", nr: 3 });
-    await s.watcher.tick();
-    await s.settle();
-    expect(s.take()).toEqual([ch("port-added", "org.hot", "hot0", "/run/vm1/hot.sock", "qmp-poll")]);
+    const s = await sceneWithHotPlug();
     s.machine.devices.delete("/machine/peripheral/hot0");
     s.clients[0]!.fire("DEVICE_DELETED", { device: "hot0", path: "/machine/peripheral/hot0" });
     await s.settle();
@@ -218,14 +224,7 @@ describe("host watcher", () => {
   });
 
   test("a lost QMP session does not make hot-plugged ports look removed when the command line is read again", async () => {
-    const s = scene();
-    await s.watcher.tick();
-    await s.settle();
-    s.machine.chardevs.set("ch-hot", unixChardev("/run/vm1/hot.sock"));
-    s.machine.devices.set("/machine/peripheral/hot0", { type: "virtserialport", name: "org.hot", chardev: "ch-hot", nr: 3 });
-    await s.watcher.tick();
-    await s.settle();
-    expect(s.take()).toEqual([ch("port-added", "org.hot", "hot0", "/run/vm1/hot.sock", "qmp-poll")]);
+    const s = await sceneWithHotPlug();
     s.clients[0]!.close(); // the next poll fails: the session is dropped
     await s.watcher.tick();
     await s.settle();
