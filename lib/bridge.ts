@@ -49,6 +49,9 @@ export async function bridge(a: Connector, b: Connector, options: BridgeOptions 
   let backoff = minBackoff;
   let lastError = "";
   try {
+    // A busy, missing or forbidden port or listening address is an error now, not a retry loop.
+    await a.prepare?.();
+    await b.prepare?.();
     for (;;) {
       let sa: Session | null = null;
       let sb: Session | null = null;

@@ -89,12 +89,15 @@ class PortConnector implements Connector {
     private readonly log: (line: string) => void,
   ) {}
 
+  prepare(): void {
+    if (this.dev) return;
+    const ref = resolveGuestPort(this.spec, this.options.root ?? "/");
+    this.dev = PortDevice.open(ref.path, ref.label, this.options);
+  }
+
   async open(): Promise<Session> {
-    if (!this.dev) {
-      const ref = resolveGuestPort(this.spec, this.options.root ?? "/");
-      this.dev = PortDevice.open(ref.path, ref.label, this.options);
-    }
-    const dev = this.dev;
+    this.prepare();
+    const dev = this.dev!;
     if (this.hostStillThere) {
       let discarded = 0;
       for (let chunk = await dev.read(); chunk; chunk = await dev.read()) discarded += chunk.byteLength;
@@ -179,6 +182,10 @@ class ListenConnector implements Connector {
     readonly label: string,
     private readonly log: (line: string) => void,
   ) {}
+
+  prepare(): Promise<void> {
+    return this.listen();
+  }
 
   /** Starts listening (at the first open, or earlier to fail fast). */
   async listen(): Promise<void> {

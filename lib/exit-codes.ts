@@ -46,6 +46,6 @@ export const exitCodeTable: ReadonlyArray<readonly [number, string]> = [
   [ExitCode.peerGone, "peer disconnected in the middle of a transfer"],
   [ExitCode.noPorts, "no virtio-serial ports found"],
   [ExitCode.internal, "internal error (a bug: please report the stack trace)"],
-  [ExitCode.interrupted, "interrupted by a signal"],
+  [ExitCode.interrupted, "interrupted (Ctrl-C); other signals: 128 + signal number"],
   [ExitCode.brokenPipe, "output closed by its reader (broken pipe), ended quietly"],
 ];

@@ -16,6 +16,8 @@ export interface Connector {
   readonly passive: boolean;
   /** The next session; rejects with a VmchanError when it cannot be had. */
   open(): Promise<Session>;
+  /** Takes what the connector holds for its whole life (a port, a listening socket), so that a busy or missing one fails at once instead of being retried. */
+  prepare?(): Promise<void> | void;
   /** Releases the listener or device. */
   close(): Promise<void> | void;
 }

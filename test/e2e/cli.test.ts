@@ -1,10 +1,10 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { vmchan } from "../support/binary.ts";
+import { VMCHAN, vmchan } from "../support/binary.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "vmchan-cli-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -85,5 +85,21 @@ describe("the compiled binary", () => {
     const r = await vmchan(["send", "unix:/nonexistent.sock", join(dir, "missing.bin")]);
     expect(r.code).toBe(3);
     expect(r.stderr).toBe(`vmchan: cannot read "${join(dir, "missing.bin")}": no such file\n`);
+  });
+
+  test("listen on a path another process listens on fails at once with the busy code, not a retry loop", async () => {
+    const path = join(dir, "taken.sock");
+    const first = Bun.spawn([VMCHAN, "listen", `unix:${path}`], { stdin: "pipe", stdout: "ignore", stderr: "ignore" });
+    try {
+      for (let i = 0; i < 100 && !existsSync(path); i++) await Bun.sleep(20);
+      const t0 = performance.now();
+      const second = await vmchan(["listen", `unix:${path}`], { timeoutMs: 10_000 });
+      expect(second.code).toBe(4);
+      expect(second.stderr).toBe(`vmchan: cannot listen on "unix:${path}": another process listens on ${path} (hint: stop it, or choose another path)\n`);
+      expect(performance.now() - t0).toBeLessThan(3000);
+    } finally {
+      first.kill("SIGTERM");
+      await first.exited;
+    }
   });
 });
