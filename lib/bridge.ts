@@ -155,8 +155,6 @@ export async function bridgeCommand(ctx: Context, textA: string, textB: string, 
     lingerMs: options.lingerMs,
     log,
     root: ctx.root,
-    // Host discovery (QMP, libvirt, zod schemas) is loaded only when a VM:NAME address needs it.
-    resolveVmPort: async (vm: string, port: string) => (await import("./host/resolve-vm.ts")).hostResolver()(vm, port),
     escapeOutput: ctx.isTTY && !options.raw,
   };
   const ca = connectorFor(a, textA, connectorOptions);

@@ -15,8 +15,6 @@ import type { Connector, Session } from "./session.ts";
 export interface ConnectorOptions extends PortOptions {
   /** Host writers to a VM socket: linger after the send queue is empty, ms. Default 1000. */
   lingerMs?: number;
-  /** Resolves `VM:NAME` to the socket path (host discovery). */
-  resolveVmPort?: (vm: string, port: string) => Promise<string>;
   /** Diagnostics (a second client waiting, retries). */
   log?: (line: string) => void;
   /** stdio: escape control characters on the way to stdout (it is a terminal and --raw was not given). */
@@ -32,8 +30,7 @@ export function connectorFor(addr: Address, label: string, options: ConnectorOpt
       return activeConnector(label, () => SocketChannel.connect(addr.path, label, { lingerMs: options.lingerMs }));
     case "vm-port":
       return activeConnector(label, async () => {
-        if (!options.resolveVmPort) throw new VmchanError(`"${label}": VM:NAME addresses work on the host only`, { code: ExitCode.usage });
-        return SocketChannel.connect(await options.resolveVmPort(addr.vm, addr.port), label, { lingerMs: options.lingerMs });
+        return SocketChannel.connect(await discoveryResolver(addr.vm, addr.port), label, { lingerMs: options.lingerMs });
       });
     case "tcp":
       return activeConnector(label, () => tcpConnect(addr.host, addr.port, label));
@@ -45,6 +42,11 @@ export function connectorFor(addr: Address, label: string, options: ConnectorOpt
     case "stdio":
       return new StdioConnector(options.escapeOutput ?? false);
   }
+}
+
+/** Host discovery (QMP, libvirt, zod schemas) is loaded only when a VM:NAME address needs it. */
+async function discoveryResolver(vm: string, port: string): Promise<string> {
+  return (await import("./host/resolve-vm.ts")).hostResolver()(vm, port);
 }
 
 function socketSession(stream: SocketStream, endsSession = true): Session {

@@ -33,7 +33,6 @@ export async function send(ctx: Context, address: string, files: readonly string
         : new FdSource(options.inFd ?? 0, "standard input");
   const channel = await openChannel(address, { ...options, root: ctx.root });
   try {
-    await channel.waitForPeer();
     await pump(source, channel);
     return ExitCode.ok;
   } finally {

@@ -1,24 +1,21 @@
 import { errnoOf, VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
-import type { Channel } from "../channel.ts";
 import { SocketStream } from "../net/socket-stream.ts";
 import { unixSocketHeld } from "./unix-held.ts";
 
 export interface SocketChannelOptions {
   /** After the send queue is empty, stay connected this long so QEMU can hand its last bytes to the guest. Default 1000. */
   lingerMs?: number;
-  /** Refuse (ExitCode.busy) a socket another client already holds. Default true. */
-  refuseHeld?: boolean;
 }
 
 /**
  * A host-side connection to a VM's port socket. It never half-closes (QEMU takes SHUT_WR as a
  * disconnect) and closes only after SIOCOUTQ reaches 0 plus a linger, or QEMU drops the tail.
  */
-export class SocketChannel extends SocketStream implements Channel {
+export class SocketChannel extends SocketStream {
   /** Connects to `path`; errors say whether the VM is gone, the socket held, or access denied. */
   static async connect(path: string, label: string, options: SocketChannelOptions = {}): Promise<SocketChannel> {
-    if ((options.refuseHeld ?? true) && unixSocketHeld(path) === true)
+    if (unixSocketHeld(path) === true)
       throw new VmchanError(`cannot connect to "${label}": another client already holds ${path}`, {
         code: ExitCode.busy,
         hint: "QEMU serves one client per port socket; stop the other client (libvirt holds org.qemu.guest_agent.0)",
@@ -31,8 +28,6 @@ export class SocketChannel extends SocketStream implements Channel {
     }
     return ch;
   }
-
-  async waitForPeer(): Promise<void> {}
 }
 
 /** The error for a failed connect to a unix or TCP address. */

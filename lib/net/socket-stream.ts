@@ -68,9 +68,6 @@ export class SocketStream implements Endpoint {
     error: (s, err) => s.data.onGone(err),
   };
 
-  /** The largest amount this stream buffers on its read side (pause threshold + one socket read). */
-  static readonly queueCap = QUEUE_CAP;
-
   attach(socket: Socket<SocketStream>): this {
     this.socket = socket;
     const fd = (socket as unknown as { fd?: number }).fd;
@@ -78,9 +75,8 @@ export class SocketStream implements Endpoint {
       installSigio();
       socket.pause(); // from here on we read the fd, Bun does not
       setSendBuffer(fd, CHUNK_SIZE);
-      enableSigio(fd);
-      // SIGIO only while someone waits: a busy socket would otherwise signal every packet.
-      setAsync(fd, false);
+      // SIGIO only while someone waits (see idle): a busy socket would otherwise signal every packet.
+      enableSigio(fd, { async: false });
       this.fd = fd;
     }
     return this;

@@ -93,13 +93,16 @@ export function pollNow(fd: number, events = POLLIN | POLLOUT): number {
   return rc === 0 ? 0 : shorts[3]!;
 }
 
-/** Makes `fd` non-blocking and asks the kernel to send this process SIGIO on state changes (connect, data, hang-up). */
-export function enableSigio(fd: number): void {
+/**
+ * Makes `fd` non-blocking and directs its SIGIO to this process (F_SETOWN); with `async` (the
+ * default) also turns on O_ASYNC, so the kernel signals state changes (connect, data, hang-up).
+ */
+export function enableSigio(fd: number, options: { async?: boolean } = {}): void {
   const c = libc();
   if (c.fcntl(fd, F_SETOWN, c.getpid()) < 0) throw new Error(`fcntl(F_SETOWN) failed: errno ${c.errno()}`);
   const flags = c.fcntl(fd, F_GETFL, 0);
-  if (flags < 0 || c.fcntl(fd, F_SETFL, flags | O_NONBLOCK | O_ASYNC) < 0)
-    throw new Error(`fcntl(F_SETFL) failed: errno ${c.errno()}`);
+  const next = (flags | O_NONBLOCK | O_ASYNC) & ~(options.async === false ? O_ASYNC : 0);
+  if (flags < 0 || c.fcntl(fd, F_SETFL, next) < 0) throw new Error(`fcntl(F_SETFL) failed: errno ${c.errno()}`);
 }
 
 /** Sets or clears O_ASYNC on `fd` (F_SETOWN must have been done, see enableSigio). */
