@@ -77,18 +77,22 @@ export class AgentClient {
     if (this.#closed) return Promise.reject(this.#closed);
     const id = this.#nextId++;
     const timeoutMs = opts.timeoutMs ?? defaultTimeoutMs;
+    // The state is held here, not looked up again when the pid arrives: a short job's "done" can come in the
+    // same read as its "pid", and #onLine forgets the job at "done", before the promise below resolves.
+    let state!: JobState;
     const pid = new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(this.#error(`guest command did not start within ${timeoutMs} ms: ${summary(script)}`)), timeoutMs);
-      this.#jobs.set(id, {
+      state = {
         script,
         started: { resolve: (p) => (clearTimeout(timer), resolve(p)), reject: (e) => (clearTimeout(timer), reject(e)) },
         result: null,
         failure: null,
         waiters: [],
-      });
+      };
+      this.#jobs.set(id, state);
     });
     this.#socket.write(`${id} ${Buffer.from(script).toString("base64")}\n`);
-    return pid.then((p) => this.#job(id, p));
+    return pid.then((p) => this.#job(state, p));
   }
 
   /** Runs `script` and resolves with its exit code and output; on timeout kills it and rejects. */
@@ -110,12 +114,10 @@ export class AgentClient {
     this.#socket.destroy();
   }
 
-  #job(id: number, pid: number): GuestJob {
-    const state = this.#jobs.get(id);
+  #job(state: JobState, pid: number): GuestJob {
     return {
       pid,
       wait: (opts = {}) => {
-        if (!state) return Promise.reject(new Error(`unknown guest job ${id}`));
         if (state.result) return Promise.resolve(state.result);
         if (state.failure) return Promise.reject(state.failure);
         const timeoutMs = opts.timeoutMs ?? defaultTimeoutMs;
@@ -133,7 +135,7 @@ export class AgentClient {
       },
       kill: async (signal = "TERM") => {
         if (!/^[A-Z0-9]+$/.test(signal)) throw new Error(`bad signal name "${signal}"`);
-        if (state?.result) return;
+        if (state.result) return;
         // A job that ended meanwhile has no group left: kill fails, which is fine.
         await this.run(`kill -s ${signal} -- -${pid} 2>/dev/null; true`, { timeoutMs: 30_000 });
       },
@@ -165,7 +167,7 @@ export class AgentClient {
         job.result = { code: Number(parts[2]), stdout: decode(parts[3]), stderr: decode(parts[4]) };
         for (const w of job.waiters.splice(0)) w.resolve(job.result);
         this.#jobs.delete(Number(parts[0]));
-        // Later wait() calls still find the result through the closure in #job.
+        // Later wait() calls find the result in the state that spawn() handed to #job.
         break;
       }
       case "error": {

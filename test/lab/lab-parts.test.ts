@@ -124,3 +124,45 @@ describe("QEMU command line", () => {
     expect(() => resolvePorts([{ name: "a" }], `/${"x".repeat(120)}`)).toThrow("too long for a unix socket");
   });
 });
+
+describe("agent client", () => {
+  /** An AgentClient on one end of a unix socket pair, with a scripted agent on the other. */
+  async function withAgent(reply: (line: string, write: (text: string) => void) => void) {
+    const net = await import("node:net");
+    const { AgentClient } = await import("./agent-client.ts");
+    dir = mkdtempSync(join(tmpdir(), "vmchan-agent-"));
+    const path = join(dir, "ctl.sock");
+    const server = net.createServer((s) => {
+      s.setEncoding("latin1");
+      let rest = "";
+      s.on("data", (chunk: string) => {
+        const lines = (rest + chunk).split("\n");
+        rest = lines.pop() ?? "";
+        for (const line of lines) reply(line, (t) => s.write(t));
+      });
+      s.write("hello 1\n");
+    });
+    await new Promise<void>((r) => server.listen(path, r));
+    const socket = net.connect(path);
+    const client = new AgentClient(socket);
+    await client.ready(10_000);
+    return { client, close: () => (client.close(), server.close()) };
+  }
+  const b64 = (s: string) => Buffer.from(s).toString("base64");
+
+  test("a job whose pid and done arrive in one read can still be waited for", async () => {
+    // The race CI hit: "done" came in the same chunk as "pid", and the job was forgotten before wait().
+    const { client, close } = await withAgent((line, write) => {
+      const id = line.split(" ")[0];
+      write(`${id} pid 42\n${id} done 3 ${b64("out")} ${b64("err")}\n`);
+    });
+    try {
+      const job = await client.spawn("true");
+      expect(job.pid).toBe(42);
+      expect(await job.wait({ timeoutMs: 10_000 })).toEqual({ code: 3, stdout: "out", stderr: "err" });
+      expect(await client.run("true", { timeoutMs: 10_000 })).toEqual({ code: 3, stdout: "out", stderr: "err" });
+    } finally {
+      close();
+    }
+  });
+});
