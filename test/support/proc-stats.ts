@@ -1,10 +1,40 @@
 import { readdirSync, readFileSync } from "node:fs";
 
-/** A process's resident memory now and at its peak, in bytes (VmRSS, VmHWM). */
-export function memoryOf(pid: number): { rss: number; peak: number } {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kib = (key: string) => Number(status.match(new RegExp(`^${key}:\\s+(\\d+) kB`, "m"))?.[1] ?? NaN) * 1024;
-  return { rss: kib("VmRSS"), peak: kib("VmHWM") };
+/**
+ * A process's resident memory now and at its peak, in bytes (VmRSS, VmHWM), or null once it has exited.
+ * An exited process that is not yet reaped (a zombie) still has /proc/PID/status but no Vm* lines: that is
+ * "gone", not a reading, and must never turn into NaN in a peak.
+ */
+export function memoryOf(pid: number): { rss: number; peak: number } | null {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return null;
+  }
+  const kib = (key: string) => status.match(new RegExp(`^${key}:\\s+(\\d+) kB`, "m"))?.[1];
+  const rss = kib("VmRSS");
+  const peak = kib("VmHWM");
+  if (rss === undefined || peak === undefined) return null;
+  return { rss: Number(rss) * 1024, peak: Number(peak) * 1024 };
+}
+
+/** Samples a running process's memory every `everyMs`; `stop()` returns the highest VmHWM seen (0 if never alive). */
+export function memorySampler(pid: number, everyMs = 50): { stop(): number } {
+  let peak = 0;
+  const sample = () => {
+    const m = memoryOf(pid);
+    if (m) peak = Math.max(peak, m.peak);
+  };
+  sample();
+  const timer = setInterval(sample, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      return peak;
+    },
+  };
 }
 
 /** How many file descriptors a process has open. */
