@@ -10,7 +10,7 @@ export function bridgeCommand(): Command {
     .option("--once", "exit after the first session instead of reconnecting")
     .option("--linger <seconds>", "host side: stay connected this long after QEMU has read everything", "1")
     .option("--raw", "write control characters to a terminal as they are (default: shown as ^X)")
-    .option("-v, --verbose", "report each session's byte counts on stderr")
+    .option("-v, --verbose", "report each session's byte counts, and a guest port's host connects and disconnects, on stderr")
     .addHelpText(
       "after",
       "\nA session starts when the passive side (a guest port's host connects, a listener accepts)\n" +

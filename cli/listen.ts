@@ -10,7 +10,7 @@ export function listenCommand(): Command {
     .option("-e, --exec <cmd>", "run CMD for each session with its stdin and stdout wired to the channel (like nc -e)")
     .option("--linger <seconds>", "host side: stay connected this long after QEMU has read everything", "1")
     .option("--raw", "write control characters to a terminal as they are (default: shown as ^X)")
-    .option("-v, --verbose", "report each session's byte counts on stderr")
+    .option("-v, --verbose", "report each session's byte counts, and a guest port's host connects and disconnects, on stderr")
     .addHelpText(
       "after",
       "\nIn the guest a session runs from a host connect to its disconnect. On the host, unix:PATH is\n" +

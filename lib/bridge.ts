@@ -156,6 +156,7 @@ export async function bridgeCommand(ctx: Context, textA: string, textB: string, 
     log,
     root: ctx.root,
     escapeOutput: ctx.isTTY && !options.raw,
+    events: options.verbose ? log : undefined,
   };
   const ca = connectorFor(a, textA, connectorOptions);
   const cb = connectorFor(b, textB, connectorOptions);

@@ -19,13 +19,15 @@ export interface ConnectorOptions extends PortOptions {
   log?: (line: string) => void;
   /** stdio: escape control characters on the way to stdout (it is a terminal and --raw was not given). */
   escapeOutput?: boolean;
+  /** Session boundaries as the connector sees them (a guest port's host connects and disconnects), for -v. */
+  events?: (line: string) => void;
 }
 
 /** The connector for an address; `label` is the address as the user wrote it. */
 export function connectorFor(addr: Address, label: string, options: ConnectorOptions = {}): Connector {
   switch (addr.kind) {
     case "port":
-      return new PortConnector(addr.spec, label, options, options.log ?? (() => {}));
+      return new PortConnector(addr.spec, label, options, options.log ?? (() => {}), options.events ?? (() => {}));
     case "unix":
       return activeConnector(label, () => SocketChannel.connect(addr.path, label, { lingerMs: options.lingerMs }));
     case "vm-port":
@@ -89,6 +91,7 @@ class PortConnector implements Connector {
     readonly label: string,
     private readonly options: PortOptions,
     private readonly log: (line: string) => void,
+    private readonly events: (line: string) => void,
   ) {}
 
   prepare(): void {
@@ -104,16 +107,22 @@ class PortConnector implements Connector {
       let discarded = 0;
       for (let chunk = await dev.read(); chunk; chunk = await dev.read()) discarded += chunk.byteLength;
       if (discarded > 0) this.log(`vmchan: ${this.label}: discarded ${discarded} bytes the host sent after its session ended`);
+      this.hostStillThere = false;
+      this.events(`vmchan: ${this.label}: host disconnected`);
     }
     await dev.waitForHost();
     this.hostStillThere = true;
+    this.events(`vmchan: ${this.label}: host connected`);
     let interrupted = false;
     return {
       label: this.label,
       endsSession: true,
       read: async () => {
         const chunk = await dev.read();
-        if (chunk === null && !interrupted) this.hostStillThere = false;
+        if (chunk === null && !interrupted && this.hostStillThere) {
+          this.hostStillThere = false;
+          this.events(`vmchan: ${this.label}: host disconnected`);
+        }
         return chunk;
       },
       write: (chunk) => dev.write(chunk),

@@ -26,7 +26,8 @@ export async function listen(ctx: Context, text: string, options: ListenOptions 
   if (addr.kind !== "port" && addr.kind !== "unix-listen" && addr.kind !== "tcp-listen")
     throw new UsageError(`listen takes a guest port or unix:PATH, not a ${addr.kind} address ("${text}")`, "see 'vmchan listen --help'");
   const log = (line: string) => ctx.err(line + "\n");
-  const server = connectorFor(addr, text, { root: ctx.root, log, lingerMs: options.lingerMs });
+  const events = options.verbose ? log : undefined;
+  const server = connectorFor(addr, text, { root: ctx.root, log, events, lingerMs: options.lingerMs });
   const peer = options.exec
     ? connectorFor({ kind: "exec", argv: splitArgv(options.exec) }, options.exec, { log })
     : connectorFor({ kind: "stdio" }, "stdio", { log, escapeOutput: ctx.isTTY && !options.raw });

@@ -63,18 +63,26 @@ describe("bridge and listen (real guest)", () => {
   }, 180_000);
 
   test("listen --exec serves three successive host sessions, one command run each", async () => {
-    const job = await lab.spawn(`exec vmchan listen -k --exec 'sh -c "read line; echo got:\\$line:\\$\\$"' b.exec`);
+    const job = await lab.spawn(`exec vmchan listen -v -k --exec 'sh -c "read line; echo got:\\$line:\\$\\$"' b.exec 2>/tmp/listen-exec.log`);
     try {
       const pids = new Set<string>();
+      let sessions = 0;
       for (const word of ["one", "two", "three"]) {
         const sock = await lab.connect("b.exec");
         sock.write(`${word}\n`);
         const reply = (await readUntil(sock, (d) => d.includes("\n"), 30_000)).toString();
         sock.destroy();
         const m = reply.match(/^got:(\w+):(\d+)\n$/);
-        expect(m?.[1]).toBe(word);
+        expect(m?.[1], `reply to ${word}`).toBe(word);
         pids.add(m![2]!);
-        await Bun.sleep(300);
+        // A guest cannot tell a quick reconnect from the same host connection unless it saw the disconnect in
+        // between (virtio-serial has no connection ids): wait until listen has seen this host leave.
+        sessions++;
+        const seen = await lab.run(
+          `for i in $(seq 300); do [ "$(grep -c 'b.exec: host disconnected' /tmp/listen-exec.log)" -ge ${sessions} ] && exit 0; sleep 0.1; done; cat /tmp/listen-exec.log; exit 1`,
+          { timeoutMs: 60_000 },
+        );
+        expect(seen.code, `listen -v never reported disconnect ${sessions}; its stderr: ${seen.stdout}`).toBe(0);
       }
       expect(pids.size).toBe(3);
       const alive = await lab.run(`kill -0 ${job.pid}`);
