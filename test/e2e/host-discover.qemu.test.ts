@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { dlopen, FFIType, ptr } from "bun:ffi";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { discoverHosts } from "../../lib/host/discover.ts";
 import { hostPort, type HostDiscovery, type HostVm } from "../../lib/host/model.ts";
+import { unixListening } from "../support/proc-stats.ts";
 
 // Real QEMUs with no guest at all (-S, no kernel): enough for QEMU's own view of its ports.
 const dir = mkdtempSync(join(tmpdir(), "vmchan-qemu-"));
@@ -48,7 +49,7 @@ async function until<T>(q: Qemu, what: string, ms: number, check: () => T | unde
 }
 
 const socketsExist = (q: Qemu, paths: string[]) =>
-  until(q, `sockets ${paths.join(", ")}`, 10_000, () => (paths.every((p) => existsSync(p)) ? true : undefined));
+  until(q, `sockets ${paths.join(", ")}`, 10_000, () => (paths.every((p) => unixListening(p)) ? true : undefined));
 
 /** A VM in a fresh discovery; other QEMUs on this machine (other tests' labs) are filtered out, so their QMP is not touched. */
 async function discoverVm(q: Qemu, opts: { useQmp?: boolean } = {}): Promise<{ d: HostDiscovery; vm: HostVm }> {
