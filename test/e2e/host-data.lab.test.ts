@@ -21,7 +21,7 @@ beforeAll(async () => {
     name: "vmchan-host-data",
     // QMP serves one client at a time and the lab holds the first socket: a second one for vmchan.
     extraQmp: true,
-    ports: [{ name: "h.follow" }, { name: "h.in" }, { name: "h.out" }, { name: "h.client", mode: "client" }, { name: "h.con", kind: "console" }, { name: "h.flood" }, { name: "h.open" }],
+    ports: [{ name: "h.follow" }, { name: "h.in" }, { name: "h.out" }, { name: "h.client", mode: "client" }, { name: "h.con", kind: "console" }, { name: "h.flood" }, { name: "h.open" }, { name: "h.nobody" }],
   });
 }, 180_000);
 
@@ -98,7 +98,9 @@ describe("host discovery of a real QEMU", () => {
   }, 60_000);
 
   test("cat and send by VM:NAME resolve the socket through discovery", async () => {
-    const job = await lab.spawn("vmchan cat h.in > /tmp/byname.txt");
+    // The guest reader opens the port seconds after the host has sent: send must hold on until QEMU has handed the
+    // bytes over (it reads the socket only once the port is open), and then linger, or they are lost.
+    const job = await lab.spawn("sleep 3; vmchan cat h.in > /tmp/byname.txt");
     const sent = await host(["send", "--data", "by name\n", "vmchan-host-data:h.in"]);
     expect(sent.stderr).toBe("");
     expectExit(lab, sent, 0);
@@ -109,6 +111,13 @@ describe("host discovery of a real QEMU", () => {
     expect(wrong.stderr).toContain('no port named "h.inn" in VM "vmchan-host-data"');
     expect(wrong.stderr).toContain('did you mean "h.in"?');
   }, 60_000);
+
+  test("a host send to a port no guest process opens fails with the timeout code and says the bytes are lost", async () => {
+    // QEMU leaves the bytes in the socket while the guest has the port closed (facts (m)): closing would drop them.
+    const sent = await host(["send", "--data", "nobody reads this\n", "vmchan-host-data:h.nobody"], { timeoutMs: 90_000 });
+    expectExit(lab, sent, 7);
+    expect(sent.stderr).toMatch(/^vmchan: cannot finish writing to "vmchan-host-data:h\.nobody": the peer did not take the last \d+ bytes within 30 s; they are lost \(hint: .+\)\n$/);
+  }, 120_000);
 });
 
 describe("host cat and send against a real QEMU (unix:PATH)", () => {
