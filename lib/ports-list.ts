@@ -5,6 +5,7 @@ import { listGuestPorts, noPortsReason } from "./guest/ports.ts";
 import { discoverHosts } from "./host/discover.ts";
 import { defaultLibvirtDirs } from "./host/libvirt.ts";
 import type { HostDiscovery, HostVm } from "./host/model.ts";
+import { vmSelectorOf, vmsMatching } from "./host/resolve-vm-port.ts";
 import type { GuestPort, PortsListing } from "./schema.ts";
 import { formatTable } from "./table.ts";
 
@@ -20,12 +21,13 @@ export interface PortsListOptions {
 /** `vmchan ports list`: the guest's ports and, on a host, every running VM's ports. */
 export async function portsList(ctx: Context, options: PortsListOptions = {}): Promise<number> {
   const guest = options.vm === undefined ? listGuestPorts(ctx.root) : [];
-  const matches = (vm: HostVm) => options.vm === undefined || vm.name === options.vm || String(vm.pid) === options.vm;
+  const matches = (vm: HostVm) => options.vm === undefined || vmsMatching([vm], vmSelectorOf(options.vm)).length > 0;
   const host = await discoverHosts({
     procRoot: under(ctx.root, "/proc"),
     libvirtDirs: defaultLibvirtDirs(ctx.env).map((d) => under(ctx.root, d)),
     useQmp: options.qmp ?? true,
     filter: matches,
+    passwdFile: under(ctx.root, "/etc/passwd"),
   });
   for (const note of host.notes) ctx.err(`vmchan: note: ${note}\n`);
   if (options.vm !== undefined && host.vms.length === 0)
@@ -70,10 +72,11 @@ function hostTable(host: HostDiscovery): string {
   const rows = host.vms.flatMap((vm) =>
     (vm.ports.length ? vm.ports : [null]).map((p) =>
       p === null
-        ? [vm.name ?? "-", String(vm.pid ?? "-"), "(no ports)", "", "", "", "", ""]
+        ? [vm.name ?? "-", String(vm.pid ?? "-"), ownerCell(vm), "(no ports)", "", "", "", "", ""]
         : [
             vm.name ?? "-",
             String(vm.pid ?? "-"),
+            ownerCell(vm),
             p.name ?? p.id ?? "(unnamed)",
             p.kind,
             p.backend === "tcp" ? `tcp:${p.address}` : (p.path ?? (p.backend === "fd" ? "fd (path unknown)" : p.qemuBackend ?? "-")),
@@ -83,5 +86,10 @@ function hostTable(host: HostDiscovery): string {
           ],
     ),
   );
-  return formatTable(["VM", "PID", "PORT", "KIND", "SOCKET", "MODE", "GUEST", "CLIENT"], rows);
+  return formatTable(["VM", "PID", "USER", "PORT", "KIND", "SOCKET", "MODE", "GUEST", "CLIENT"], rows);
+}
+
+/** Who runs the VM: user name, else uid; "-" when unknown. */
+function ownerCell(vm: HostVm): string {
+  return vm.owner ? (vm.owner.user ?? String(vm.owner.uid)) : "-";
 }

@@ -1,31 +1,55 @@
 import { VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
-import { discoverHosts, type DiscoverOptions } from "./discover.ts";
-import type { HostPort, HostVm } from "./model.ts";
-import { resolveVmPort } from "./resolve-vm-port.ts";
+import { discoverHosts, vmLabel, type DiscoverOptions } from "./discover.ts";
+import type { HostDiscovery, HostPort, HostVm } from "./model.ts";
+import { parseVmSelector, resolveVmPort, vmsMatching } from "./resolve-vm-port.ts";
+import { ownerLabel, ownerSurprisesRoot } from "./vm-owner.ts";
+
+/** Options of `hostResolver`. */
+export interface HostResolverOptions extends Pick<DiscoverOptions, "procRoot" | "libvirtDirs" | "passwdFile"> {
+  /** Where warnings go (one line each, without "vmchan: "). Default: stderr. */
+  warn?: (line: string) => void;
+  /** The effective uid we run as. Default process.geteuid(). */
+  euid?: number;
+}
 
 /**
  * Resolves `VM:NAME` to the socket path to connect to. /proc and libvirt's files first, which
  * touches no socket; QMP (for hot-plugged ports, or fd-passed paths) only for that one VM, and
  * only when the first look did not give a path.
  */
-export function hostResolver(options: Pick<DiscoverOptions, "procRoot" | "libvirtDirs"> = {}): (vm: string, port: string) => Promise<string> {
+export function hostResolver(options: HostResolverOptions = {}): (vm: string, port: string) => Promise<string> {
+  const { warn = (line: string) => void process.stderr.write(`vmchan: warning: ${line}\n`), euid = process.geteuid?.() ?? -1, ...discover } = options;
   return async (vm, port) => {
-    const quick = await discoverHosts({ ...options, useQmp: false });
+    const one = (d: HostDiscovery) => {
+      const matching = vmsMatching(d.vms, parseVmSelector(vm, port).selector);
+      return matching.length === 1 ? matching[0] : undefined;
+    };
+    const quick = await discoverHosts({ ...discover, useQmp: false });
     let found: { vm: HostVm; port: HostPort } | null = null;
     try {
       found = resolveVmPort(quick, vm, port);
     } catch (err) {
       // The VM is there but the port is not: it may have been hot-plugged; ask QMP before failing.
-      const target = quick.vms.find((v) => v.name === vm || String(v.pid) === vm);
+      const target = one(quick);
       if (!target || target.qmp.length === 0) throw err;
     }
     if (!found || found.port.path === null) {
-      const pid = found?.vm.pid ?? quick.vms.find((v) => v.name === vm || String(v.pid) === vm)?.pid;
-      const live = await discoverHosts({ ...options, filter: (v) => v.pid === pid });
+      const pid = found?.vm.pid ?? one(quick)?.pid;
+      const live = await discoverHosts({ ...discover, filter: (v) => v.pid === pid });
       found = resolveVmPort(live, vm, port);
     }
-    return socketPathOf(found.vm, found.port, `${vm}:${port}`);
+    const label = `${vm}:${port}`;
+    const path = socketPathOf(found.vm, found.port, label);
+    if (found.port.untrusted)
+      throw new VmchanError(`refusing "${label}": ${found.port.untrusted}`, {
+        code: ExitCode.untrusted,
+        hint: `if you trust that socket anyway, connect to it as 'unix:${path}'`,
+      });
+    const owner = found.vm.owner ?? null;
+    if (euid === 0 && owner !== null && ownerSurprisesRoot(owner))
+      warn(`${vmLabel(found.vm)} runs as ${ownerLabel(owner)}, not as root or a QEMU service account: any process of that user could pose as it`);
+    return path;
   };
 }
 
@@ -48,6 +72,6 @@ function socketPathOf(vm: HostVm, port: HostPort, label: string): string {
           : `a "${port.qemuBackend ?? "unknown"}" chardev, not a unix socket`;
   throw new VmchanError(`cannot connect to "${label}": it is ${what}`, {
     code: ExitCode.notFound,
-    hint: `see 'vmchan ports list --vm ${vm.name ?? vm.pid}'`,
+    hint: `see 'vmchan ports list --vm ${vm.pid !== null ? `pid:${vm.pid}` : vm.name}'`,
   });
 }

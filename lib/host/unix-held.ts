@@ -1,20 +1,27 @@
 import * as fs from "node:fs";
-import { parseProcNetUnix } from "./proc-sockets.ts";
+import { ownUnixSockets, type UnixSocketTable } from "./proc-sockets.ts";
 
 /**
- * Whether a client is already connected to the unix socket a server listens on at `path`, from
- * /proc/net/unix: a connected socket (state 3) that carries the path is the server's end of an
- * accepted connection. QEMU serves one client at a time; a second one would hang.
- * null when /proc/net/unix cannot be read or shows no listener at `path` (other namespace).
+ * Whether a client is already connected to the unix socket a server listens on at `path`: a connected
+ * socket that carries the path is the server's end of an accepted connection. QEMU serves one client
+ * at a time; a second one would hang. From sock_diag, only sockets bound to the very file at `path`
+ * count (same device and inode), so a socket of the same name in another mount namespace does not.
+ * From the /proc/net/unix fallback, sockets whose inode a forged line repeats are left out.
+ * null when no table can be read or it shows no listener at `path` (other namespace).
  */
-export function unixSocketHeld(path: string, procNetUnix = "/proc/net/unix"): boolean | null {
-  let text: string;
-  try {
-    text = fs.readFileSync(procNetUnix, "utf8");
-  } catch {
-    return null;
+export function unixSocketHeld(path: string, table: UnixSocketTable | null = ownUnixSockets()): boolean | null {
+  if (table === null) return null;
+  let mine = table.sockets.filter((e) => e.path === path);
+  if (table.source === "sock_diag") {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(path);
+    } catch {
+      return null;
+    }
+    const ino = st.ino % 2 ** 32; // sock_diag gives the low 32 bits
+    mine = mine.filter((e) => e.vfs !== null && e.vfs.dev === st.dev && e.vfs.ino === ino);
   }
-  const mine = parseProcNetUnix(text).filter((e) => e.path === path);
-  if (!mine.some((e) => e.listening)) return null;
-  return mine.some((e) => !e.listening && e.state === 3);
+  if (!mine.some((e) => e.state === "listen")) return null;
+  return mine.some((e) => e.state === "connected");
 }
