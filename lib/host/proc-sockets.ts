@@ -147,9 +147,11 @@ function _sameNetns(procDir: string, pid: number): boolean {
 
 /** A note for QEMU fds whose inode /proc/net/unix shows on several lines. */
 export function forgedNote(label: string, sockets: ProcSockets): string | null {
-  if (sockets.forgedFds.length === 0) return null;
+  const n = sockets.forgedFds.length;
+  if (n === 0) return null;
+  const what = n === 1 ? `fd ${sockets.forgedFds[0]} is a socket whose inode appears` : `fds ${sockets.forgedFds.join(", ")} are sockets whose inodes appear`;
   return (
-    `${label}: fds ${sockets.forgedFds.join(", ")} are sockets whose inode appears on several lines of ${sockets.source} ` +
-    "(a socket path with a newline in it forges lines): their paths and state are unknown"
+    `${label}: ${what} on several lines of ${sockets.source} ` +
+    `(a socket path with a newline in it forges lines): ${n === 1 ? "its path and state are" : "their paths and state are"} unknown`
   );
 }

@@ -79,15 +79,23 @@ function _candidate(v: HostVm, spec: string): string {
   return `pid ${v.pid ?? "?"}${name} (matches its ${why}${owner})`;
 }
 
+/** The one VM a selector picks; throws the not-found or ambiguity error resolveVmPort gives. */
+export function findVm(discovery: HostDiscovery, sel: VmSelector): HostVm {
+  return _findVm(discovery, sel);
+}
+
 function _findVm(discovery: HostDiscovery, sel: VmSelector): HostVm {
   const { vms } = discovery;
   const found = vmsMatching(vms, sel);
   if (found.length > 1) {
-    const first = found.find((v) => v.pid !== null) ?? found[0]!;
+    // The VMs matched by pid or uuid first: those are facts the kernel or the VM's creator set, a name anyone can choose.
+    const rank = (v: HostVm) => (sel.by === "any" && v.name === sel.value ? 1 : 0);
+    const ordered = [...found].sort((a, b) => rank(a) - rank(b));
+    const first = ordered[0]!;
     const pick = first.pid !== null ? `"pid:${first.pid}:PORT"` : first.uuid !== null ? `"uuid:${first.uuid}:PORT"` : null;
     const named = found.filter((v) => v.name !== null && v.name === sel.value).length;
     const what = named === found.length ? `VM name "${sel.value}" is ambiguous` : `VM "${_selectorText(sel)}" is ambiguous`;
-    throw new VmchanError(`${what}: it matches ${found.map((v) => _candidate(v, sel.value)).join("; ")}`, {
+    throw new VmchanError(`${what}: it matches ${ordered.map((v) => _candidate(v, sel.value)).join("; ")}`, {
       code: ExitCode.usage,
       hint: `pick one with pid:PID:PORT${pick ? `, e.g. ${pick}` : ""}, uuid:UUID:PORT or name:NAME:PORT; see 'vmchan ports list'`,
     });

@@ -1,10 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { dlopen, FFIType, ptr } from "bun:ffi";
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, mkdtempSync, readlinkSync, rmSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { VmchanError } from "../../lib/errors.ts";
+import { ExitCode } from "../../lib/exit-codes.ts";
 import { discoverHosts } from "../../lib/host/discover.ts";
+import { resolveVmPort } from "../../lib/host/resolve-vm-port.ts";
 import { hostPort, type HostDiscovery, type HostVm } from "../../lib/host/model.ts";
 import { unixListening } from "../support/proc-stats.ts";
 
@@ -25,8 +28,8 @@ const servers: net.Server[] = [];
 const killAll = () => qemus.forEach((q) => q.proc.exitCode === null && q.proc.kill("SIGKILL"));
 process.once("exit", killAll);
 
-function startQemu(args: string[], extraFds: number[] = []): Qemu {
-  const proc = Bun.spawn(["qemu-system-x86_64", "-accel", "tcg", "-S", "-display", "none", "-nodefaults", ...args], {
+function startQemu(args: string[], extraFds: number[] = [], asUser: string[] = []): Qemu {
+  const proc = Bun.spawn([...asUser, "qemu-system-x86_64", "-accel", "tcg", "-S", "-display", "none", "-nodefaults", ...args], {
     // Extra entries become the child's fds 3, 4, ...: how libvirt hands QEMU pre-opened sockets.
     stdio: ["ignore", "ignore", "pipe", ...extraFds],
   });
@@ -35,6 +38,9 @@ function startQemu(args: string[], extraFds: number[] = []): Qemu {
   qemus.push(q);
   return q;
 }
+
+/** Another local user, as the tests run as root: nobody, with no supplementary groups. */
+const asNobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
 
 /** Polls `check` every 50 ms until it returns a value, or fails after `ms` saying what it waited for. */
 async function until<T>(q: Qemu, what: string, ms: number, check: () => T | undefined | Promise<T | undefined>): Promise<T> {
@@ -227,4 +233,123 @@ describe("host discovery against a real QEMU", () => {
       ],
     });
   }, 10_000);
+});
+
+/** The inode of the socket behind a process's fd, as anyone can learn it from /proc/net/unix. */
+const inodeOf = (pid: number, fd: number) => Number(/socket:\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))![1]);
+
+/** The fd QEMU holds its listening socket for `sockPath` on (found through sock_diag's names). */
+async function listenerInode(q: Qemu, sockPath: string): Promise<number> {
+  const { dumpUnixSockets } = await import("../../lib/sys/sock-diag.ts");
+  const s = dumpUnixSockets().find((x) => x.path === sockPath && x.state === "listen");
+  if (!s) throw new Error(`no listener at ${sockPath} (QEMU pid ${q.proc.pid})`);
+  return s.inode;
+}
+
+describe("other users' processes and sockets", () => {
+  let evilDir: string;
+  let impostor: Qemu;
+  let forger: ReturnType<typeof Bun.spawn> | undefined;
+
+  beforeAll(async () => {
+    // A directory of nobody's own, under one whose name is short: forged lines must fit in sun_path.
+    evilDir = mkdtempSync("/tmp/ve");
+    chownSync(evilDir, 65534, 65534);
+    chmodSync(evilDir, 0o755);
+  });
+  afterAll(async () => {
+    forger?.kill("SIGKILL");
+    await forger?.exited;
+    rmSync(evilDir, { recursive: true, force: true });
+  });
+
+  test("a QEMU another user names after a real VM's pid makes that pid ambiguous; pid:N picks the real one", async () => {
+    impostor = startQemu(
+      [
+        "-name", String(plain.proc.pid),
+        "-device", "virtio-serial-pci,id=vs0",
+        "-chardev", `socket,id=c1,path=${evilDir}/a.sock,server=on,wait=off`,
+        "-device", "virtserialport,bus=vs0.0,chardev=c1,name=org.example.a,id=pa",
+      ],
+      [],
+      asNobody,
+    );
+    await socketsExist(impostor, [`${evilDir}/a.sock`]);
+    const d = await discoverHosts({ libvirtDirs: [], useQmp: false, filter: (v) => v.pid === plain.proc.pid || v.pid === impostor.proc.pid });
+    const owners = d.vms.map((v) => [v.pid, v.name, v.owner]);
+    expect(owners, `what I saw: ${JSON.stringify(owners)} notes ${d.notes.join("; ")}`).toContainEqual([impostor.proc.pid, String(plain.proc.pid), { uid: 65534, user: "nobody" }]);
+    expect(owners).toContainEqual([plain.proc.pid, "testvm", { uid: 0, user: "root" }]);
+    let err: unknown;
+    try {
+      resolveVmPort(d, String(plain.proc.pid), "org.example.a");
+    } catch (e) {
+      err = e;
+    }
+    expect(err, `what I saw: ${String(err)}`).toBeInstanceOf(VmchanError);
+    const e = err as VmchanError;
+    expect(e.code).toBe(ExitCode.usage);
+    expect(e.message).toContain(`pid ${plain.proc.pid} "testvm" (matches its pid, user "root" (uid 0))`);
+    expect(e.message).toContain(`pid ${impostor.proc.pid} "${plain.proc.pid}" (matches its name, user "nobody" (uid 65534))`);
+    expect(resolveVmPort(d, "pid", `${plain.proc.pid}:org.example.a`).port.path).toBe(path("a.sock"));
+    expect(resolveVmPort(d, "name", `${plain.proc.pid}:org.example.a`).port.path).toBe(`${evilDir}/a.sock`);
+
+    // Root's send through the binary: one line and the usage code, instead of a connect to nobody's QEMU.
+    const { vmchan } = await import("../support/binary.ts");
+    const r = await vmchan(["send", "--data", "secret", `${plain.proc.pid}:org.example.a`]);
+    expect([r.code, r.stderr.split("\n").length], `what I saw: ${r.stderr}`).toEqual([ExitCode.usage, 2]);
+    expect(r.stderr).toStartWith(`vmchan: VM "${plain.proc.pid}" is ambiguous: it matches `);
+    expect(r.stderr).toContain(`e.g. "pid:${plain.proc.pid}:PORT"`);
+  }, 30_000);
+
+  test("forged /proc/net/unix lines from another user neither move an fd-passed socket nor mark a free one held", async () => {
+    // What the attacker learns from the world-readable /proc/net/unix: the inodes of QEMU's listeners.
+    const agentInode = inodeOf(libvirtLike.proc.pid, 4);
+    const consoleInode = await listenerInode(plain, path("b,c.sock"));
+    const forged = [
+      `${evilDir}/e\n0: 2 0 10000 1 01 ${agentInode} ${evilDir}/evil.sock`,
+      `${evilDir}/f\n0: 2 0 0 1 03 ${consoleInode} ${path("b,c.sock")}`,
+      `${evilDir}/g\n0: 2 0 0 1 03 987654321 ${path("b,c.sock")}`,
+    ];
+    const script = `
+      const net = require("node:net"), fs = require("node:fs"), p = require("node:path");
+      const paths = JSON.parse(process.argv[1]);
+      let left = paths.length;
+      for (const f of paths) {
+        fs.mkdirSync(p.dirname(f), { recursive: true });
+        net.createServer(() => {}).listen(f, () => { if (--left === 0) console.log("ready"); });
+      }`;
+    forger = Bun.spawn([...asNobody, process.execPath, "-e", script, JSON.stringify(forged)], { stdout: "pipe", stderr: "pipe" });
+    const reader = (forger.stdout as ReadableStream<Uint8Array>).getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value ?? new Uint8Array()), `forger stderr: ${await (first.done ? new Response(forger.stderr as ReadableStream).text() : "")}`).toBe("ready\n");
+    const text = await Bun.file("/proc/net/unix").text();
+    expect(text, "the forged lines are in /proc/net/unix").toContain(` ${agentInode} ${evilDir}/evil.sock`);
+
+    // sock_diag (the default): the true paths, nothing held, no note.
+    const both = (v: HostVm) => v.pid === plain.proc.pid || v.pid === libvirtLike.proc.pid;
+    const diag = await discoverHosts({ libvirtDirs: [], useQmp: false, filter: both });
+    const ports = (d: HostDiscovery) =>
+      d.vms.flatMap((v) => v.ports.filter((p) => p.name === "org.qemu.guest_agent.0" || p.name === "con0").map((p) => [p.name, p.backend, p.path, p.held]));
+    expect(ports(diag).sort(), `notes: ${diag.notes.join("; ")}`).toEqual([
+      ["con0", "unix", path("b,c.sock"), false],
+      ["org.qemu.guest_agent.0", "unix", path("agent.sock"), false],
+    ]);
+    expect(diag.notes).toEqual([]);
+
+    // Without sock_diag, /proc/PID/net/unix with duplicated inodes refused: unknown, and said so, never the attacker's path.
+    const text2 = await discoverHosts({
+      libvirtDirs: [], useQmp: false, filter: both,
+      unixSockets: () => {
+        throw new Error("sock_diag unavailable");
+      },
+    });
+    const agent = text2.vms.flatMap((v) => v.ports).find((p) => p.name === "org.qemu.guest_agent.0")!;
+    const con0 = text2.vms.flatMap((v) => v.ports).find((p) => p.name === "con0")!;
+    expect([agent.backend, agent.path, con0.held]).toEqual(["fd", null, false]);
+    const note = text2.notes.find((n) => n.includes(`(pid ${libvirtLike.proc.pid})`));
+    expect(note, `notes: ${text2.notes.join("; ")}`).toBe(
+      `VM "lib,vm" (pid ${libvirtLike.proc.pid}): fd 4 is a socket whose inode appears on several lines of /proc/${libvirtLike.proc.pid}/net/unix (a socket path with a newline in it forges lines): its path and state are unknown`,
+    );
+    expect(JSON.stringify(text2)).not.toContain("evil.sock");
+  }, 30_000);
 });

@@ -245,6 +245,16 @@ describe("VMs that pose as others", () => {
       `pick one with pid:PID:PORT, e.g. "pid:7925:PORT", uuid:UUID:PORT or name:NAME:PORT; see 'vmchan ports list'`,
       ExitCode.usage,
     ]);
+    // Whatever order discovery lists them in, the VM the pid is really of comes first and is the example.
+    const reversed = (() => {
+      try {
+        resolveVmPort({ vms: [...d.vms].reverse(), notes: [] }, "7925", "p");
+      } catch (err) {
+        return err as VmchanError;
+      }
+      throw new Error("expected an ambiguity");
+    })();
+    expect([reversed.message, reversed.hint]).toEqual([e.message, e.hint]);
   });
 
   test("a name that is another VM's uuid is ambiguous too", () => {
@@ -349,5 +359,36 @@ describe("sockets that are not the VM's", () => {
       return r.code === 0 ? JSON.parse(r.stdout).host.vms.map((v: HostVm) => v.pid) : r.stderr;
     };
     expect([await vms("600"), await vms("pid:600"), await vms("name:600"), await vms("web")]).toEqual([[500, 600], [600], [500], [600]]);
+  });
+});
+
+describe("console targets follow the same rules", () => {
+  const vm = (name: string, pid: number, uid: number, untrusted?: string): HostVm => ({
+    name, pid, uuid: null, owner: { uid, user: null }, sources: ["cmdline"], qmp: [], startedPaused: false, running: null,
+    ports: [hostPort({ kind: "console", name: "con0", backend: "unix", path: `/run/${pid}.sock`, mode: "connect", ...(untrusted && { untrusted }) })],
+  });
+  const discovery: HostDiscovery = { vms: [vm("web01", 7925, 0), vm("7925", 31337, 65534)], notes: [] };
+  const options = { discover: async () => discovery, resolveVmPort: async () => "/unused" };
+
+  test("a console named by a pid another VM uses as its name is ambiguous; pid: and name: pick one", async () => {
+    const { resolveConsoleTarget } = await import("../../lib/console/target.ts");
+    const err = await resolveConsoleTarget("7925", options).catch((e) => e);
+    expect([err.code, err.message], `what I saw: ${err}`).toEqual([
+      ExitCode.usage,
+      'VM "7925" is ambiguous: it matches pid 7925 "web01" (matches its pid, uid 0); pid 31337 "7925" (matches its name, uid 65534)',
+    ]);
+    expect((await resolveConsoleTarget("pid:7925", options)).label).toBe("pid:7925:con0");
+    expect(await resolveConsoleTarget("pid:7925", options)).toMatchObject({ kind: "unix", path: "/run/7925.sock" });
+    expect(await resolveConsoleTarget("name:7925", options)).toMatchObject({ kind: "unix", path: "/run/31337.sock" });
+  });
+
+  test("an untrusted console socket is refused with exit 11", async () => {
+    const { resolveConsoleTarget } = await import("../../lib/console/target.ts");
+    const d: HostDiscovery = { vms: [vm("w", 5, 0, "the socket file at /run/5.sock belongs to uid 1000, not to the VM's uid 0 or root")], notes: [] };
+    const err = await resolveConsoleTarget("w", { ...options, discover: async () => d }).catch((e) => e);
+    expect([err.code, err.message], `what I saw: ${err}`).toEqual([
+      ExitCode.untrusted,
+      'refusing the console of VM "w": the socket file at /run/5.sock belongs to uid 1000, not to the VM\'s uid 0 or root',
+    ]);
   });
 });
