@@ -172,15 +172,26 @@ function _fromCmdline(procRoot: string, pid: number, cmd: QemuCmdline, notes: st
   return vm;
 }
 
-/** Joins libvirt domains to command-line VMs (by pid, else name, else uuid); domains with no process are kept as they are. */
+/**
+ * Joins libvirt domains to command-line VMs; domains with no process are kept as they are. A domain
+ * whose status XML gives a pid joins only the process with that pid: any user can start a QEMU with
+ * the domain's name or uuid, and must not inherit the domain's identity. A pid-less domain joins by
+ * name, else uuid, and only a process that alone matches.
+ */
 function _mergeLibvirt(vms: HostVm[], domains: LibvirtDomain[]): HostVm[] {
   const out = [...vms];
+  const only = (test: (v: HostVm) => boolean) => {
+    const hits = out.flatMap((v, i) => (test(v) ? [i] : []));
+    return hits.length === 1 ? hits[0]! : -1;
+  };
   for (const d of domains) {
-    const i = [
-      out.findIndex((v) => d.vm.pid !== null && v.pid === d.vm.pid),
-      out.findIndex((v) => d.vm.name !== null && v.name === d.vm.name && !v.sources.includes("libvirt")),
-      out.findIndex((v) => d.vm.uuid !== null && v.uuid === d.vm.uuid),
-    ].find((n) => n >= 0);
+    const i =
+      d.vm.pid !== null
+        ? [out.findIndex((v) => v.pid === d.vm.pid)].find((n) => n >= 0)
+        : [
+            only((v) => d.vm.name !== null && v.name === d.vm.name && !v.sources.includes("libvirt")),
+            only((v) => d.vm.uuid !== null && v.uuid === d.vm.uuid && !v.sources.includes("libvirt")),
+          ].find((n) => n >= 0);
     const qmp = (v: HostVm) => v.qmp.filter((p) => p !== d.monitor);
     if (i === undefined) {
       out.push({ ...d.vm, qmp: qmp(d.vm) });

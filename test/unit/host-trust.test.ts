@@ -392,3 +392,37 @@ describe("console targets follow the same rules", () => {
     ]);
   });
 });
+
+describe("libvirt domains are not lent to impostors", () => {
+  test("a process with a libvirt domain's name but not its pid does not take the domain's identity", async () => {
+    const { discoverHosts } = await import("../../lib/host/discover.ts");
+    const xml = readFileSync(join(import.meta.dir, "../fixtures/host/web01.xml"), "utf8"); // domstatus pid 5151
+    fx = new FixtureRoot()
+      .file("/run/libvirt/qemu/web01.xml", xml)
+      .file(
+        "/proc/6666/cmdline",
+        [
+          "qemu-system-x86_64", "-name", "web01", "-uuid", "0b4fa8c2-1d5e-4b8a-9f3e-2c7d9e6a5b10",
+          "-chardev", "socket,id=c,path=/tmp/evil.sock,server=on", "-device", "virtserialport,chardev=c,name=org.qemu.guest_agent.0", "",
+        ].join("\0"),
+      )
+      .file("/proc/6666/status", "Uid:\t65534\t65534\t65534\t65534\n");
+    const d = await discoverHosts({ procRoot: join(fx.root, "proc"), libvirtDirs: [join(fx.root, "run/libvirt/qemu")], useQmp: false, passwdFile: "/nonexistent" });
+    const seen = d.vms.map((v) => [v.name, v.pid, v.sources, v.owner]);
+    expect(seen, `what I saw: ${JSON.stringify(seen)}`).toEqual([
+      ["web01", 5151, ["libvirt"], null],
+      ["web01", 6666, ["cmdline"], { uid: 65534, user: null }],
+    ]);
+    const impostor = d.vms[1]!;
+    expect(impostor.ports.map((p) => [p.name, p.path])).toEqual([["org.qemu.guest_agent.0", "/tmp/evil.sock"]]);
+    let err: unknown;
+    try {
+      resolveVmPort(d, "web01", "org.qemu.guest_agent.0");
+    } catch (e) {
+      err = e;
+    }
+    expect((err as VmchanError).message, `what I saw: ${String(err)}`).toBe(
+      'VM name "web01" is ambiguous: it matches pid 5151 "web01" (matches its name); pid 6666 "web01" (matches its name, uid 65534)',
+    );
+  });
+});
