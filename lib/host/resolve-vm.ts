@@ -13,12 +13,30 @@ export interface HostResolverOptions extends Pick<DiscoverOptions, "procRoot" | 
   euid?: number;
 }
 
+/** Where `VM:NAME` leads: the socket path, and who must have made the socket (see SocketChannel's peerUids). */
+export interface HostTarget {
+  path: string;
+  /** The VM's user and root; undefined when the VM's owner is unknown (no check then). */
+  peerUids?: number[];
+  /** The VM and its owner in words, for a refusal's hint. */
+  peerWho?: string;
+}
+
 /**
- * Resolves `VM:NAME` to the socket path to connect to. /proc and libvirt's files first, which
- * touches no socket; QMP (for hot-plugged ports, or fd-passed paths) only for that one VM, and
- * only when the first look did not give a path.
+ * Resolves `VM:NAME` to the socket path to connect to (see hostTargetResolver for who must own it).
  */
 export function hostResolver(options: HostResolverOptions = {}): (vm: string, port: string) => Promise<string> {
+  const resolve = hostTargetResolver(options);
+  return async (vm, port) => (await resolve(vm, port)).path;
+}
+
+/**
+ * Resolves `VM:NAME` to its socket and the users allowed to have made it. /proc and libvirt's files
+ * first, which touches no socket; QMP (for hot-plugged ports, or fd-passed paths) only for that one
+ * VM, and only when the first look did not give a path. Refuses a port whose socket discovery found
+ * untrusted (exit 11); warns root about a VM any ordinary user could have started.
+ */
+export function hostTargetResolver(options: HostResolverOptions = {}): (vm: string, port: string) => Promise<HostTarget> {
   const { warn = (line: string) => void process.stderr.write(`vmchan: warning: ${line}\n`), euid = process.geteuid?.() ?? -1, ...discover } = options;
   return async (vm, port) => {
     const one = (d: HostDiscovery) => {
@@ -49,7 +67,8 @@ export function hostResolver(options: HostResolverOptions = {}): (vm: string, po
     const owner = found.vm.owner ?? null;
     if (euid === 0 && owner !== null && ownerSurprisesRoot(owner))
       warn(`${vmLabel(found.vm)} runs as ${ownerLabel(owner)}, not as root or a QEMU service account: any process of that user could pose as it`);
-    return path;
+    if (owner === null) return { path };
+    return { path, peerUids: [...new Set([owner.uid, 0])], peerWho: `${vmLabel(found.vm)} runs as ${ownerLabel(owner)}` };
   };
 }
 

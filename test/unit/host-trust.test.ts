@@ -426,3 +426,51 @@ describe("libvirt domains are not lent to impostors", () => {
     );
   });
 });
+
+describe("the connection itself is checked", () => {
+  test("a VM socket whose listener another user made is closed before a byte is written (exit 11)", async () => {
+    const { SocketChannel } = await import("../../lib/host/socket-channel.ts");
+    const dir = shortDir();
+    chownSync(dir, 65534, 65534);
+    const path = join(dir, "n.sock");
+    // nobody's server: says when it listens, and how many bytes each connection brought when it closes.
+    const script = `
+      const net = require("node:net");
+      net.createServer((c) => { let n = 0; c.on("data", (b) => (n += b.length)); c.on("close", () => console.log("closed " + n)); })
+        .listen(process.argv[1], () => console.log("ready"));`;
+    const child = Bun.spawn(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, "-e", script, path], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    try {
+      const lines = (async function* () {
+        const dec = new TextDecoder();
+        let buf = "";
+        for await (const chunk of child.stdout as ReadableStream<Uint8Array>) {
+          buf += dec.decode(chunk);
+          for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+            yield buf.slice(0, i);
+            buf = buf.slice(i + 1);
+          }
+        }
+      })();
+      expect((await lines.next()).value, "nobody's server to listen").toBe("ready");
+      const err = await SocketChannel.connect(path, "vm:p", { peerUids: [0], peerWho: 'VM "vm" (pid 1) runs as user "root" (uid 0)' }).catch((e) => e);
+      expect(err, `what I saw: ${err}`).toBeInstanceOf(VmchanError);
+      expect([err.code, err.hint]).toEqual([
+        ExitCode.untrusted,
+        `VM "vm" (pid 1) runs as user "root" (uid 0); if you trust that socket anyway, connect to it as 'unix:${path}'`,
+      ]);
+      expect(err.message).toMatch(new RegExp(`^refusing "vm:p": the socket at ${path} was made by pid \\d+ \\(uid 65534\\), not by the VM's user or root$`));
+      expect((await lines.next()).value).toBe("closed 0");
+      // The VM's own user is accepted, and the bytes arrive.
+      const ok = await SocketChannel.connect(path, "vm:p", { peerUids: [65534, 0], lingerMs: 0 });
+      await ok.write(new TextEncoder().encode("hello"));
+      await ok.close();
+      expect((await lines.next()).value).toBe("closed 5");
+    } finally {
+      child.kill("SIGKILL");
+      await child.exited;
+    }
+  });
+});
