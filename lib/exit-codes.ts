@@ -23,7 +23,7 @@ export const ExitCode = {
   /** No virtio-serial ports on this machine (and, on a host, no VM with ports). */
   noPorts: 10,
   /** Refused: a VM's socket is not provably the VM's (another file at its path, another user's). */
-  untrusted: 11,
+  untrusted: 12,
   /** Interrupted by SIGINT or SIGTERM before completion (128 + signal number for SIGINT). */
   interrupted: 130,
   /** Our output was closed by its reader (`| head`): ended quietly, as SIGPIPE would (128 + 13). */

@@ -51,7 +51,7 @@ export const HostPort = z.object({
   /**
    * Why the socket at `path` cannot be trusted to be this VM's: it is not the file QEMU's listening socket
    * is bound to, or it belongs to a user other than the VM's and root. null when nothing is wrong or
-   * nothing could be checked (then the field is left out). `VM:NAME` refuses such a port (exit 11);
+   * nothing could be checked (then the field is left out). `VM:NAME` refuses such a port (exit 12);
    * `unix:PATH` still connects.
    */
   untrusted: z.optional(z.nullable(z.string())),

@@ -1,6 +1,29 @@
 import * as fs from "node:fs";
 import { dumpUnixSockets, type DiagUnixSocket } from "../sys/sock-diag.ts";
 
+/** /proc/net/unix is read up to this many bytes (about 700,000 sockets); a bigger one is taken as unreadable. */
+export const PROC_NET_UNIX_MAX_BYTES = 64 * 1024 * 1024;
+
+/** Reads a /proc text file in pieces (its size reads as 0), at most `limit` bytes; throws past that. */
+export function readProcText(path: string, limit = PROC_NET_UNIX_MAX_BYTES): string {
+  const fd = fs.openSync(path, "r");
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const buf = Buffer.allocUnsafe(Math.min(256 * 1024, limit + 1 - total));
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      chunks.push(buf.subarray(0, n));
+      total += n;
+      if (total > limit) throw new Error(`${path} is larger than ${limit} bytes`);
+    }
+    return Buffer.concat(chunks, total).toString("utf8");
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** One unix socket, from sock_diag or from a line of /proc/net/unix (which gives no peer, vfs or uid). */
 export type UnixSocketEntry = DiagUnixSocket;
 
@@ -67,7 +90,7 @@ export function ownUnixSockets(procNetUnix = "/proc/net/unix"): UnixSocketTable 
     return tableFromSockDiag();
   } catch {
     try {
-      return tableFromProcText(fs.readFileSync(procNetUnix, "utf8"), procNetUnix);
+      return tableFromProcText(readProcText(procNetUnix), procNetUnix);
     } catch {
       return null;
     }
@@ -109,7 +132,7 @@ export function readProcSockets(procDir: string, pid: number, options: ReadProcS
   const fds = fs.readdirSync(`${procDir}/${pid}/fd`);
   let table: UnixSocketTable | null = null;
   if (options.ownTable && _sameNetns(procDir, pid)) table = options.ownTable();
-  table ??= tableFromProcText(fs.readFileSync(`${procDir}/${pid}/net/unix`, "utf8"), `${procDir}/${pid}/net/unix`);
+  table ??= tableFromProcText(readProcText(`${procDir}/${pid}/net/unix`), `${procDir}/${pid}/net/unix`);
   const pathByFd = new Map<number, string>();
   const connected = new Set<string>();
   const listeningFiles = new Map<string, { dev: number; ino: number }>();

@@ -34,7 +34,7 @@ export function hostResolver(options: HostResolverOptions = {}): (vm: string, po
  * Resolves `VM:NAME` to its socket and the users allowed to have made it. /proc and libvirt's files
  * first, which touches no socket; QMP (for hot-plugged ports, or fd-passed paths) only for that one
  * VM, and only when the first look did not give a path. Refuses a port whose socket discovery found
- * untrusted (exit 11); warns root about a VM any ordinary user could have started.
+ * untrusted (exit 12); warns root about a VM any ordinary user could have started.
  */
 export function hostTargetResolver(options: HostResolverOptions = {}): (vm: string, port: string) => Promise<HostTarget> {
   const { warn = (line: string) => void process.stderr.write(`vmchan: warning: ${line}\n`), euid = process.geteuid?.() ?? -1, ...discover } = options;

@@ -147,7 +147,8 @@ function _decodeSocket(msg: Uint8Array): DiagUnixSocket {
     const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
     if (atype === UNIX_DIAG_NAME && data.length > 0) {
       // Abstract names start with a NUL; path names are NUL-terminated only when the binder included it.
-      if (data[0] === 0) sock.path = "@" + utf8.decode(data.subarray(1));
+      // NULs inside an abstract name read as "@", as /proc/net/unix and the command line's "@name" show them.
+      if (data[0] === 0) sock.path = "@" + utf8.decode(data.subarray(1)).replaceAll("\0", "@");
       else {
         const nul = data.indexOf(0);
         sock.path = utf8.decode(nul < 0 ? data : data.subarray(0, nul));

@@ -179,6 +179,7 @@ describe("sock_diag decoding", () => {
     const msgs = [
       message(77, 10, [[0, name], [1, u32(99, (254 << 20) | 1)], [7, u32(65534)]]),
       message(78, 1, [[0, Uint8Array.of(0, 0x61, 0x0a, 0x62)], [2, u32(79)]]),
+      message(80, 7, [[0, Uint8Array.of(0, 0x61, 0, 0x62)]]),
       done(),
     ];
     const buf = new Uint8Array(msgs.reduce((n, m) => n + m.length, 0));
@@ -191,6 +192,7 @@ describe("sock_diag decoding", () => {
     expect(out).toEqual([
       { inode: 77, state: "listen", path: "/tmp/a\n0: 2 0 10000 1 01 77 /tmp/evil", peer: null, vfs: { ino: 99, dev: (254 << 8) | 1 }, uid: 65534 },
       { inode: 78, state: "connected", path: "@a\nb", peer: 79, vfs: null, uid: null },
+      { inode: 80, state: "unconnected", path: "@a@b", peer: null, vfs: null, uid: null },
     ]);
   });
 
@@ -279,7 +281,7 @@ describe("VMs that pose as others", () => {
 });
 
 describe("sockets that are not the VM's", () => {
-  test("a socket file owned by another user than the VM's and root is refused by VM:NAME with exit 11", async () => {
+  test("a socket file owned by another user than the VM's and root is refused by VM:NAME with exit 12", async () => {
     const dir = shortDir();
     const path = join(dir, "a.sock");
     listen(path);
@@ -382,7 +384,7 @@ describe("console targets follow the same rules", () => {
     expect(await resolveConsoleTarget("name:7925", options)).toMatchObject({ kind: "unix", path: "/run/31337.sock" });
   });
 
-  test("an untrusted console socket is refused with exit 11", async () => {
+  test("an untrusted console socket is refused with exit 12", async () => {
     const { resolveConsoleTarget } = await import("../../lib/console/target.ts");
     const d: HostDiscovery = { vms: [vm("w", 5, 0, "the socket file at /run/5.sock belongs to uid 1000, not to the VM's uid 0 or root")], notes: [] };
     const err = await resolveConsoleTarget("w", { ...options, discover: async () => d }).catch((e) => e);
@@ -428,7 +430,7 @@ describe("libvirt domains are not lent to impostors", () => {
 });
 
 describe("the connection itself is checked", () => {
-  test("a VM socket whose listener another user made is closed before a byte is written (exit 11)", async () => {
+  test("a VM socket whose listener another user made is closed before a byte is written (exit 12)", async () => {
     const { SocketChannel } = await import("../../lib/host/socket-channel.ts");
     const dir = shortDir();
     chownSync(dir, 65534, 65534);
