@@ -2,6 +2,7 @@ import { type Context, under } from "../context.ts";
 import { FdSink } from "../fd-stream.ts";
 import { ExitCode } from "../exit-codes.ts";
 import { defaultLibvirtDirs } from "../host/libvirt.ts";
+import { vmSelectorOf, vmsMatching } from "../host/resolve-vm-port.ts";
 import type { HostVm } from "../host/model.ts";
 import { formatHumanLine, formatJsonLine, type UntimedEvent, type WatchEvent } from "./event.ts";
 import { GuestWatcher } from "./guest-watcher.ts";
@@ -60,7 +61,7 @@ export async function portsWatch(ctx: Context, options: PortsWatchOptions = {}):
   const note = (text: string) => ctx.err(`vmchan: note: ${text}\n`);
 
   const guest = options.vm === undefined ? new GuestWatcher(ctx.root, { now }) : null;
-  const matches = (vm: HostVm) => options.vm === undefined || vm.name === options.vm || String(vm.pid) === options.vm;
+  const matches = (vm: HostVm) => options.vm === undefined || vmsMatching([vm], vmSelectorOf(options.vm)).length > 0;
   const host = new HostWatcher({
     ...options.host,
     emit,
