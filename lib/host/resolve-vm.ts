@@ -3,7 +3,7 @@ import { ExitCode } from "../exit-codes.ts";
 import { discoverHosts, vmLabel, type DiscoverOptions } from "./discover.ts";
 import type { HostDiscovery, HostPort, HostVm } from "./model.ts";
 import { parseVmSelector, resolveVmPort, vmsMatching } from "./resolve-vm-port.ts";
-import { ownerLabel, ownerSurprisesRoot } from "./vm-owner.ts";
+import { ownerLabel, ownerSurprises } from "./vm-owner.ts";
 
 /** Options of `hostResolver`. */
 export interface HostResolverOptions extends Pick<DiscoverOptions, "procRoot" | "libvirtDirs" | "passwdFile"> {
@@ -34,7 +34,7 @@ export function hostResolver(options: HostResolverOptions = {}): (vm: string, po
  * Resolves `VM:NAME` to its socket and the users allowed to have made it. /proc and libvirt's files
  * first, which touches no socket; QMP (for hot-plugged ports, or fd-passed paths) only for that one
  * VM, and only when the first look did not give a path. Refuses a port whose socket discovery found
- * untrusted (exit 12); warns root about a VM any ordinary user could have started.
+ * untrusted (exit 12); warns about a VM that another ordinary user could have started.
  */
 export function hostTargetResolver(options: HostResolverOptions = {}): (vm: string, port: string) => Promise<HostTarget> {
   const { warn = (line: string) => void process.stderr.write(`vmchan: warning: ${line}\n`), euid = process.geteuid?.() ?? -1, ...discover } = options;
@@ -65,8 +65,8 @@ export function hostTargetResolver(options: HostResolverOptions = {}): (vm: stri
         hint: `if you trust that socket anyway, connect to it as 'unix:${path}'`,
       });
     const owner = found.vm.owner ?? null;
-    if (euid === 0 && owner !== null && ownerSurprisesRoot(owner))
-      warn(`${vmLabel(found.vm)} runs as ${ownerLabel(owner)}, not as root or a QEMU service account: any process of that user could pose as it`);
+    if (owner !== null && ownerSurprises(owner, euid))
+      warn(`${vmLabel(found.vm)} runs as ${ownerLabel(owner)}, not as you, root or a QEMU service account: any process of that user could pose as it`);
     if (owner === null) return { path };
     return { path, peerUids: [...new Set([owner.uid, 0])], peerWho: `${vmLabel(found.vm)} runs as ${ownerLabel(owner)}` };
   };

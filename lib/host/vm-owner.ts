@@ -56,16 +56,16 @@ export function ownerLabel(owner: VmOwner): string {
 }
 
 /**
- * Accounts that run VMs for a system service (libvirt, distribution QEMU packages). Root's
- * `VM:NAME` to a VM owned by anyone else gets a warning: that user could have started any process
- * under that name.
+ * Accounts that run VMs for a system service (libvirt, distribution QEMU packages). Sending to a VM
+ * owned by anyone else but ourselves gets a warning: that user could have started any process under
+ * that name.
  */
 export const SERVICE_ACCOUNTS: ReadonlySet<string> = new Set(["qemu", "libvirt-qemu", "kvm", "libvirt"]);
 
-/** Whether root should be warned before sending to a VM with this owner. */
-export function ownerSurprisesRoot(owner: VmOwner | null): boolean {
+/** Whether a VM with this owner deserves a warning before `euid` sends to it: not ours, not root's, not a service account's. */
+export function ownerSurprises(owner: VmOwner | null, euid: number): boolean {
   if (owner === null) return false;
-  return owner.uid !== 0 && !(owner.user !== null && SERVICE_ACCOUNTS.has(owner.user));
+  return owner.uid !== euid && owner.uid !== 0 && !(owner.user !== null && SERVICE_ACCOUNTS.has(owner.user));
 }
 
 /**

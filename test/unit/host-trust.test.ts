@@ -315,7 +315,7 @@ describe("sockets that are not the VM's", () => {
     expect(warnings).toEqual([]);
   });
 
-  test("root is warned when the VM it sends to runs as an ordinary user; other users are not", async () => {
+  test("root, or any user, is warned when the VM it sends to runs as another ordinary user; its owner is not", async () => {
     const dir = shortDir();
     const path = join(dir, "b.sock");
     listen(path);
@@ -328,11 +328,14 @@ describe("sockets that are not the VM's", () => {
     const asRoot: string[] = [];
     expect(await hostResolver({ ...opts, euid: 0, warn: (l) => asRoot.push(l) })("vm2", "p")).toBe(path);
     expect(asRoot).toEqual([
-      'VM "vm2" (pid 901) runs as user "nobody" (uid 65534), not as root or a QEMU service account: any process of that user could pose as it',
+      'VM "vm2" (pid 901) runs as user "nobody" (uid 65534), not as you, root or a QEMU service account: any process of that user could pose as it',
     ]);
-    const asUser: string[] = [];
-    expect(await hostResolver({ ...opts, euid: 65534, warn: (l) => asUser.push(l) })("pid", "901:p")).toBe(path);
-    expect(asUser).toEqual([]);
+    const asOwner: string[] = [];
+    expect(await hostResolver({ ...opts, euid: 65534, warn: (l) => asOwner.push(l) })("pid", "901:p")).toBe(path);
+    expect(asOwner).toEqual([]);
+    const asOther: string[] = [];
+    expect(await hostResolver({ ...opts, euid: 1000, warn: (l) => asOther.push(l) })("vm2", "p")).toBe(path);
+    expect(asOther).toHaveLength(1);
   });
 
   test("with QEMU's own sockets known, a socket file that none of them is bound to is not trusted", () => {
