@@ -1,8 +1,8 @@
 import * as fs from "node:fs";
 import { dumpUnixSockets, type DiagUnixSocket } from "../sys/sock-diag.ts";
 
-/** /proc/net/unix is read up to this many bytes (about 700,000 sockets); a bigger one is taken as unreadable. */
-export const PROC_NET_UNIX_MAX_BYTES = 64 * 1024 * 1024;
+/** /proc/net/unix is read up to this many bytes (about 350,000 sockets); a bigger one is taken as unreadable. */
+export const PROC_NET_UNIX_MAX_BYTES = 32 * 1024 * 1024;
 
 /** Reads a /proc text file in pieces (its size reads as 0), at most `limit` bytes; throws past that. */
 export function readProcText(path: string, limit = PROC_NET_UNIX_MAX_BYTES): string {

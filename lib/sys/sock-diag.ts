@@ -45,7 +45,7 @@ const TCP_SYN_SENT = 2;
 const TCP_LISTEN = 10;
 
 /** Limits on what one dump may hold: a host with more unix sockets than this gets an error, not unbounded memory. */
-export const SOCK_DIAG_MAX_SOCKETS = 500_000;
+export const SOCK_DIAG_MAX_SOCKETS = 262_144;
 const RECV_BUFFER = 64 * 1024;
 const MAX_MESSAGES = 1_000_000;
 

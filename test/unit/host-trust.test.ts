@@ -479,3 +479,14 @@ describe("the connection itself is checked", () => {
     }
   });
 });
+
+describe("bounds", () => {
+  test("a /proc/net/unix text past its bound is refused, not read into memory whole", () => {
+    const { readProcText } = require("../../lib/host/proc-sockets.ts") as typeof import("../../lib/host/proc-sockets.ts");
+    const dir = shortDir();
+    const file = join(dir, "unix");
+    require("node:fs").writeFileSync(file, "x".repeat(5000));
+    expect(readProcText(file, 5000)).toHaveLength(5000);
+    expect(() => readProcText(file, 4999)).toThrow(`${file} is larger than 4999 bytes`);
+  });
+});
