@@ -97,6 +97,16 @@ export function ownUnixSockets(procNetUnix = "/proc/net/unix"): UnixSocketTable 
   }
 }
 
+/**
+ * Whether a socket's sock_diag VFS record names the file `st` describes. sock_diag gives the low 32 bits
+ * of the inode and the superblock's device; stat gives a per-subvolume anonymous device (major 0) on
+ * btrfs and overlayfs, so there the inode alone has to do.
+ */
+export function sameSocketFile(vfs: { dev: number; ino: number } | null, st: { dev: number; ino: number }): boolean {
+  if (vfs === null || vfs.ino !== st.ino % 2 ** 32) return false;
+  return vfs.dev === st.dev || Math.floor(st.dev / 256) % 4096 === 0;
+}
+
 /** What QEMU's own file descriptors say about its unix sockets. */
 export interface ProcSockets {
   /** Path of the unix socket behind each of QEMU's fds that has one (how `fd=N` chardevs get a path). */

@@ -1,5 +1,5 @@
 import * as fs from "node:fs";
-import { ownUnixSockets, type UnixSocketTable } from "./proc-sockets.ts";
+import { ownUnixSockets, sameSocketFile, type UnixSocketTable } from "./proc-sockets.ts";
 
 /**
  * Whether a client is already connected to the unix socket a server listens on at `path`: a connected
@@ -19,8 +19,7 @@ export function unixSocketHeld(path: string, table: UnixSocketTable | null = own
     } catch {
       return null;
     }
-    const ino = st.ino % 2 ** 32; // sock_diag gives the low 32 bits
-    mine = mine.filter((e) => e.vfs !== null && e.vfs.dev === st.dev && e.vfs.ino === ino);
+    mine = mine.filter((e) => sameSocketFile(e.vfs, st));
   }
   if (!mine.some((e) => e.state === "listen")) return null;
   return mine.some((e) => e.state === "connected");

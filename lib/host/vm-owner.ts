@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import type { VmOwner } from "./model.ts";
-import type { ProcSockets } from "./proc-sockets.ts";
+import { sameSocketFile, type ProcSockets } from "./proc-sockets.ts";
 
 /** The passwd file is read up to this many bytes: enough for any real one, bounded for a hostile one. */
 const PASSWD_MAX_BYTES = 4 * 1024 * 1024;
@@ -88,8 +88,7 @@ export function socketDistrust(
   }
   if (!st.isSocket()) return `${path} is not a socket`;
   if (sockets && sockets.source === "sock_diag") {
-    const ino = st.ino % 2 ** 32; // sock_diag gives the low 32 bits
-    const bound = [...sockets.listeningFiles.values()].some((f) => f.dev === st.dev && f.ino === ino);
+    const bound = [...sockets.listeningFiles.values()].some((f) => sameSocketFile(f, st));
     if (!bound) return `the socket file at ${path} is not one QEMU listens on (it was replaced, or another process made it)`;
   }
   if (owner !== null && st.uid !== owner.uid && st.uid !== 0) {

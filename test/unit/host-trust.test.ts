@@ -480,6 +480,23 @@ describe("the connection itself is checked", () => {
   });
 });
 
+describe("matching sock_diag's file to stat's", () => {
+  test("device and inode must agree; on an anonymous device (btrfs subvolume, overlayfs) the inode alone", async () => {
+    const { sameSocketFile } = await import("../../lib/host/proc-sockets.ts");
+    const ext4 = (254 << 8) | 1;
+    const btrfsSubvol = 0x2f; // major 0, minor 47
+    expect([
+      sameSocketFile({ dev: ext4, ino: 99 }, { dev: ext4, ino: 99 }),
+      sameSocketFile({ dev: ext4, ino: 99 }, { dev: ext4, ino: 2 ** 32 + 99 }), // sock_diag has the low 32 bits
+      sameSocketFile({ dev: ext4, ino: 99 }, { dev: ext4, ino: 100 }),
+      sameSocketFile({ dev: ext4, ino: 99 }, { dev: (8 << 8) | 2, ino: 99 }), // same inode number, another disk
+      sameSocketFile({ dev: ext4, ino: 99 }, { dev: btrfsSubvol, ino: 99 }),
+      sameSocketFile({ dev: ext4, ino: 99 }, { dev: btrfsSubvol, ino: 98 }),
+      sameSocketFile(null, { dev: ext4, ino: 99 }),
+    ]).toEqual([true, true, false, false, true, false, false]);
+  });
+});
+
 describe("bounds", () => {
   test("a /proc/net/unix text past its bound is refused, not read into memory whole", () => {
     const { readProcText } = require("../../lib/host/proc-sockets.ts") as typeof import("../../lib/host/proc-sockets.ts");
