@@ -352,4 +352,52 @@ describe("other users' processes and sockets", () => {
     );
     expect(JSON.stringify(text2)).not.toContain("evil.sock");
   }, 30_000);
+
+  test("a VM socket another user replaced in a directory it can write is refused before a byte is sent", async () => {
+    // Root's VM, its socket in a directory nobody may write (a shared or carelessly chosen directory).
+    const shared = mkdtempSync("/tmp/vs");
+    chownSync(shared, 65534, 65534);
+    const sock = `${shared}/port.sock`;
+    const vm = startQemu([
+      "-name", "replaced",
+      "-device", "virtio-serial-pci,id=vs0",
+      "-chardev", `socket,id=c1,path=${sock},server=on,wait=off`,
+      "-device", "virtserialport,bus=vs0.0,chardev=c1,name=org.example.r,id=pr",
+    ]);
+    let thief: ReturnType<typeof Bun.spawn> | undefined;
+    try {
+      await socketsExist(vm, [sock]);
+      // nobody swaps the file for a socket of its own, and counts what arrives.
+      const script = `
+        const net = require("node:net"), fs = require("node:fs");
+        fs.unlinkSync(process.argv[1]);
+        let n = 0;
+        const srv = net.createServer((c) => c.on("data", (b) => (n += b.length)).on("close", () => console.log("got " + n)));
+        srv.listen(process.argv[1], () => console.log("ready"));`;
+      thief = Bun.spawn([...asNobody, process.execPath, "-e", script, sock], { stdout: "pipe", stderr: "pipe" });
+      const out = (thief.stdout as ReadableStream<Uint8Array>).getReader();
+      const first = await out.read();
+      expect(new TextDecoder().decode(first.value ?? new Uint8Array()), "nobody's listener").toBe("ready\n");
+
+      const { d } = await discoverVm(vm, { useQmp: false });
+      const port = d.vms[0]!.ports[0]!;
+      expect(port.untrusted, `notes: ${d.notes.join("; ")}`).toBe(
+        `the socket file at ${sock} is not one QEMU listens on (it was replaced, or another process made it)`,
+      );
+      const { vmchan } = await import("../support/binary.ts");
+      const r = await vmchan(["send", "--data", "secret", `pid:${vm.proc.pid}:org.example.r`]);
+      expect([r.code, r.stderr], `what I saw: ${r.stderr}`).toEqual([
+        ExitCode.untrusted,
+        `vmchan: refusing "pid:${vm.proc.pid}:org.example.r": the socket file at ${sock} is not one QEMU listens on (it was replaced, or another process made it) (hint: if you trust that socket anyway, connect to it as 'unix:${sock}')\n`,
+      ]);
+      thief.kill("SIGTERM");
+      const rest = await out.read();
+      // The thief printed nothing more: no connection ever reached it.
+      expect(rest.value === undefined ? "" : new TextDecoder().decode(rest.value)).toBe("");
+    } finally {
+      thief?.kill("SIGKILL");
+      await thief?.exited;
+      rmSync(shared, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
