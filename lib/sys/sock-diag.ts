@@ -124,13 +124,29 @@ export function decodeDiagMessages(buf: Uint8Array, out: DiagUnixSocket[]): bool
   return false;
 }
 
-const utf8 = new TextDecoder();
+// Fatal: a name that is not UTF-8 would decode lossily to a string naming some other file.
+const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** The kernel's internal dev_t (major << 20 | minor) in the encoding stat(2) returns, so the two compare. */
 function _userDev(kdev: number): number {
   const major = kdev >>> 20;
   const minor = kdev & 0xfffff;
   return (minor & 0xff) + major * 256 + (minor & ~0xff) * 4096;
+}
+
+/**
+ * A socket name as text: abstract names (leading NUL) as "@name" with inner NULs as "@", as
+ * /proc/net/unix shows them; path names up to their NUL. null for a name that is not UTF-8: no string
+ * vmchan could connect to would name that file.
+ */
+function _decodeName(data: Uint8Array): string | null {
+  try {
+    if (data[0] === 0) return "@" + utf8.decode(data.subarray(1)).replaceAll("\0", "@");
+    const nul = data.indexOf(0);
+    return utf8.decode(nul < 0 ? data : data.subarray(0, nul));
+  } catch {
+    return null;
+  }
 }
 
 function _decodeSocket(msg: Uint8Array): DiagUnixSocket {
@@ -145,15 +161,8 @@ function _decodeSocket(msg: Uint8Array): DiagUnixSocket {
     if (alen < 4 || off + alen > msg.length) break;
     const data = msg.subarray(off + 4, off + alen);
     const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    if (atype === UNIX_DIAG_NAME && data.length > 0) {
-      // Abstract names start with a NUL; path names are NUL-terminated only when the binder included it.
-      // NULs inside an abstract name read as "@", as /proc/net/unix and the command line's "@name" show them.
-      if (data[0] === 0) sock.path = "@" + utf8.decode(data.subarray(1)).replaceAll("\0", "@");
-      else {
-        const nul = data.indexOf(0);
-        sock.path = utf8.decode(nul < 0 ? data : data.subarray(0, nul));
-      }
-    } else if (atype === UNIX_DIAG_VFS && data.length >= 8) sock.vfs = { ino: dv.getUint32(0, true), dev: _userDev(dv.getUint32(4, true)) };
+    if (atype === UNIX_DIAG_NAME && data.length > 0) sock.path = _decodeName(data);
+    else if (atype === UNIX_DIAG_VFS && data.length >= 8) sock.vfs = { ino: dv.getUint32(0, true), dev: _userDev(dv.getUint32(4, true)) };
     else if (atype === UNIX_DIAG_PEER && data.length >= 4) sock.peer = dv.getUint32(0, true) || null;
     else if (atype === UNIX_DIAG_UID && data.length >= 4) sock.uid = dv.getUint32(0, true);
     off += (alen + 3) & ~3;

@@ -140,6 +140,14 @@ describe("forged /proc/net/unix lines", () => {
   });
 });
 
+describe("/proc/net/unix text", () => {
+  test("a path that was not UTF-8 (read back with U+FFFD) is no path at all", async () => {
+    const { parseProcNetUnix } = await import("../../lib/host/proc-sockets.ts");
+    const text = `Num RefCount Protocol Flags Type St Inode Path\n${line(5, "01", true, "/run/a\uFFFDb")}\n${line(6, "01", true, "/run/ab")}\n`;
+    expect(parseProcNetUnix(text).map((e) => [e.inode, e.path])).toEqual([[5, null], [6, "/run/ab"]]);
+  });
+});
+
 describe("sock_diag decoding", () => {
   /** One SOCK_DIAG_BY_FAMILY message: unix_diag_msg plus attributes. */
   const message = (inode: number, state: number, attrs: [number, Uint8Array][]): Uint8Array => {
@@ -180,6 +188,8 @@ describe("sock_diag decoding", () => {
       message(77, 10, [[0, name], [1, u32(99, (254 << 20) | 1)], [7, u32(65534)]]),
       message(78, 1, [[0, Uint8Array.of(0, 0x61, 0x0a, 0x62)], [2, u32(79)]]),
       message(80, 7, [[0, Uint8Array.of(0, 0x61, 0, 0x62)]]),
+      message(81, 10, [[0, Uint8Array.of(0x2f, 0x61, 0xff, 0x62)]]), // not UTF-8
+
       done(),
     ];
     const buf = new Uint8Array(msgs.reduce((n, m) => n + m.length, 0));
@@ -193,6 +203,7 @@ describe("sock_diag decoding", () => {
       { inode: 77, state: "listen", path: "/tmp/a\n0: 2 0 10000 1 01 77 /tmp/evil", peer: null, vfs: { ino: 99, dev: (254 << 8) | 1 }, uid: 65534 },
       { inode: 78, state: "connected", path: "@a\nb", peer: 79, vfs: null, uid: null },
       { inode: 80, state: "unconnected", path: "@a@b", peer: null, vfs: null, uid: null },
+      { inode: 81, state: "listen", path: null, peer: null, vfs: null, uid: null },
     ]);
   });
 
