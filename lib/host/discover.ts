@@ -167,7 +167,10 @@ function _fromCmdline(procRoot: string, pid: number, cmd: QemuCmdline, notes: st
     else vm.ports = vm.ports.map((p) => (p.chardev === chardev ? { ...p, backend: "unix", path } : p));
   }
   vm.ports = vm.ports.map((p) =>
-    p.backend === "unix" && p.mode === "connect" && p.path !== null ? { ...p, held: sockets.connected.has(p.path) } : p,
+    // A forged fd may be the accepted connection: then "not held" cannot be told, only "held".
+    p.backend === "unix" && p.mode === "connect" && p.path !== null
+      ? { ...p, held: sockets.connected.has(p.path) ? true : sockets.forgedFds.length > 0 ? null : false }
+      : p,
   );
   return vm;
 }

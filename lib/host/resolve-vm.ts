@@ -20,6 +20,8 @@ export interface HostTarget {
   peerUids?: number[];
   /** The VM and its owner in words, for a refusal's hint. */
   peerWho?: string;
+  /** Whether QEMU's own fds show a client connected (discovery's `held`); null when they could not be read. */
+  held: boolean | null;
 }
 
 /**
@@ -67,8 +69,9 @@ export function hostTargetResolver(options: HostResolverOptions = {}): (vm: stri
     const owner = found.vm.owner ?? null;
     if (owner !== null && ownerSurprises(owner, euid))
       warn(`${vmLabel(found.vm)} runs as ${ownerLabel(owner)}, not as you, root or a QEMU service account: any process of that user could pose as it`);
-    if (owner === null) return { path };
-    return { path, peerUids: [...new Set([owner.uid, 0])], peerWho: `${vmLabel(found.vm)} runs as ${ownerLabel(owner)}` };
+    const held = found.port.held;
+    if (owner === null) return { path, held };
+    return { path, held, peerUids: [...new Set([owner.uid, 0])], peerWho: `${vmLabel(found.vm)} runs as ${ownerLabel(owner)}` };
   };
 }
 

@@ -15,6 +15,11 @@ export interface SocketChannelOptions {
   peerUids?: readonly number[];
   /** How messages name the expected owner, e.g. `VM "web01" (pid 42) runs as user "qemu" (uid 107)`. */
   peerWho?: string;
+  /**
+   * Whether a client holds the socket, as the server's own fds show it (discovery's `held` for a VM's
+   * port); null or undefined: the sockets of this namespace are asked by path (unixSocketHeld).
+   */
+  held?: boolean | null;
 }
 
 /**
@@ -24,7 +29,7 @@ export interface SocketChannelOptions {
 export class SocketChannel extends SocketStream {
   /** Connects to `path`; errors say whether the VM is gone, the socket held, or access denied. */
   static async connect(path: string, label: string, options: SocketChannelOptions = {}): Promise<SocketChannel> {
-    if (unixSocketHeld(path) === true)
+    if ((options.held ?? unixSocketHeld(path)) === true)
       throw new VmchanError(`cannot connect to "${label}": another client already holds ${path}`, {
         code: ExitCode.busy,
         hint: "QEMU serves one client per port socket; stop the other client (libvirt holds org.qemu.guest_agent.0)",

@@ -518,3 +518,33 @@ describe("bounds", () => {
     expect(() => readProcText(file, 4999)).toThrow(`${file} is larger than 4999 bytes`);
   });
 });
+
+describe("held state for VM:NAME comes from QEMU's own fds", () => {
+  test("a forged connected line with an inode of its own does not make a VM's port look held", async () => {
+    const { hostTargetResolver } = await import("../../lib/host/resolve-vm.ts");
+    const { unixSocketHeld } = await import("../../lib/host/unix-held.ts");
+    const text = [
+      "Num       RefCount Protocol Flags    Type St Inode Path",
+      line(700, "01", true, "/run/vm/a.sock"), // QEMU's listener (its fd 5)
+      line(800, "01", true, "/tmp/x"), // the attacker's socket, whose path went on with a newline and:
+      line(424242, "03", false, "/run/vm/a.sock"), // a made-up accepted connection on the VM's path
+      "",
+    ].join("\n");
+    fx = new FixtureRoot()
+      .file("/proc/950/cmdline", ["qemu-system-x86_64", "-name", "vm5", "-chardev", "socket,id=c,path=/run/vm/a.sock,server=on", "-device", "virtserialport,chardev=c,name=p", ""].join("\0"))
+      .file("/proc/950/status", "Uid:\t0\t0\t0\t0\n")
+      .file("/proc/950/net/unix", text)
+      .link("/proc/950/fd/5", "socket:[700]");
+    // Asked by path, the text cannot tell the made-up line from a real one.
+    expect(unixSocketHeld("/run/vm/a.sock", join(fx.root, "proc/950/net/unix"))).toBe(true);
+    // VM:NAME looks at the sockets QEMU holds: none is connected.
+    const target = await hostTargetResolver({ procRoot: join(fx.root, "proc"), libvirtDirs: [], passwdFile: "/nonexistent", warn: () => {} })("vm5", "p");
+    expect(target).toEqual({ path: "/run/vm/a.sock", held: false, peerUids: [0], peerWho: 'VM "vm5" (pid 950) runs as uid 0' });
+    // The same text with the listener's own inode repeated: unknown, by path and by fd alike (so connecting is not refused).
+    const dup = text.replace("424242", "700");
+    fx.file("/proc/950/net/unix", dup);
+    expect(unixSocketHeld("/run/vm/a.sock", join(fx.root, "proc/950/net/unix"))).toBeNull();
+    const again = await hostTargetResolver({ procRoot: join(fx.root, "proc"), libvirtDirs: [], passwdFile: "/nonexistent", warn: () => {} })("vm5", "p");
+    expect(again.held).toBeNull();
+  });
+});
