@@ -402,3 +402,21 @@ describe("other users' processes and sockets", () => {
     }
   }, 30_000);
 });
+
+// Last: connecting leaves QEMU to notice the close in its own time, which other tests' held checks must not race.
+describe("VM:NAME against real QEMUs", () => {
+  test("resolves to QEMU's socket with the owner to check, and the connection passes that check", async () => {
+    const { hostTargetResolver } = await import("../../lib/host/resolve-vm.ts");
+    const { SocketChannel } = await import("../../lib/host/socket-channel.ts");
+    const resolve = hostTargetResolver({ libvirtDirs: [], warn: () => {} });
+    for (const [q, port, sock] of [
+      [plain, "con0", path("b,c.sock")],
+      [libvirtLike, "org.qemu.guest_agent.0", path("agent.sock")], // listen() was ours, as libvirtd's would be
+    ] as const) {
+      const target = await resolve("pid", `${q.proc.pid}:${port}`);
+      expect(target).toMatchObject({ path: sock, held: false, peerUids: [0] });
+      const ch = await SocketChannel.connect(target.path, port, { ...target, lingerMs: 0 });
+      await ch.close();
+    }
+  }, 30_000);
+});
