@@ -51,6 +51,14 @@ export function splitShellWords(line: string): ShellWord[] {
         continue;
       }
       started = true;
+      const sub = _substitutionEnd(line, i);
+      if (sub > i) {
+        // $(...), ${...} and `...` stay one piece of the word, as typed: never run, never split.
+        raw += line.slice(i, sub);
+        value += line.slice(i, sub);
+        i = sub - 1;
+        continue;
+      }
       raw += ch;
       if (ch === "\\") {
         if (i + 1 < line.length) {
@@ -91,6 +99,27 @@ export function splitShellWords(line: string): ShellWord[] {
   }
   words.push(escapePending ? { raw, value, state, escapePending } : { raw, value, state });
   return words;
+}
+
+/** Where a `$(`, `${` or backquote substitution starting at `i` ends (after its closing character), or `i`. */
+function _substitutionEnd(line: string, i: number): number {
+  const two = line.slice(i, i + 2);
+  if (line[i] === "`") {
+    for (let j = i + 1; j < line.length; j++) {
+      if (line[j] === "\\") j++;
+      else if (line[j] === "`") return j + 1;
+    }
+    return line.length;
+  }
+  if (two !== "$(" && two !== "${") return i;
+  const [open, close] = two === "$(" ? ["(", ")"] : ["{", "}"];
+  let depth = 0;
+  for (let j = i + 1; j < line.length; j++) {
+    if (line[j] === "\\") j++;
+    else if (line[j] === open) depth++;
+    else if (line[j] === close && --depth === 0) return j + 1;
+  }
+  return line.length;
 }
 
 /** Characters bash never treats specially inside a word (as in `printf %q`). */
