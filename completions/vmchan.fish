@@ -16,10 +16,8 @@ function __vmchan_complete_unquote
 end
 
 function __vmchan_complete
-    set -l request
-    for token in (commandline -opc)[2..-1]
-        set -a request (__vmchan_complete_unquote "$token")
-    end
+    # The words before the cursor come unquoted already (not expanded); the current token as typed.
+    set -l request (commandline -opc)[2..-1]
     set -a request (__vmchan_complete_unquote (commandline -ct)[1])
     set -l lines (command vmchan complete -- $request 2>/dev/null)
     test (count $lines) -gt 0; or return

@@ -173,10 +173,8 @@ function ${fn}_unquote
 end
 
 function ${fn}
-    set -l request
-    for token in (commandline -opc)[2..-1]
-        set -a request (${fn}_unquote "$token")
-    end
+    # The words before the cursor come unquoted already (not expanded); the current token as typed.
+    set -l request (commandline -opc)[2..-1]
     set -a request (${fn}_unquote (commandline -ct)[1])
     set -l lines (command ${program} complete -- $request 2>/dev/null)
     test (count $lines) -gt 0; or return
