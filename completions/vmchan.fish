@@ -6,13 +6,11 @@ function __vmchan_complete_unquote
     # The token as the program will see it; an open quote is closed for the purpose.
     for close in '' "'" '"'
         if set -l value (string unescape -- "$argv[1]$close" 2>/dev/null)
-            printf '%s
-' "$value"
+            printf '%s\n' "$value"
             return
         end
     end
-    printf '%s
-' "$argv[1]"
+    printf '%s\n' "$argv[1]"
 end
 
 function __vmchan_complete
@@ -23,8 +21,11 @@ function __vmchan_complete
     test (count $lines) -gt 0; or return
     string match -q -- ':*' "$lines[-1]"; or return
     set -e lines[-1]
-    printf '%s
-' $lines
+    # An option's value after "=": the candidates are values, fish completes the whole token.
+    set -l option (string match -r -- '^-[^=]*=' "$request[-1]")
+    for line in $lines
+        printf '%s%s\n' "$option" "$line"
+    end
 end
 
 complete -c vmchan -e

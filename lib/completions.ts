@@ -128,7 +128,7 @@ function _zshScript(program: string): string {
 _${program}() {
     setopt localoptions noglobsubst noshwordsplit noksharrays
     local -a request lines values shown
-    local out line value desc tab=$'\t'
+    local out line value desc tab=$'\\t'
     request=("\${(@Q)words[2,CURRENT-1]}" "\${(Q)PREFIX}")
     out="$(command ${program} complete -- "\${request[@]}" 2>/dev/null)"
     lines=("\${(@f)out}")
@@ -145,6 +145,8 @@ _${program}() {
         fi
     done
     [[ \${#values} -gt 0 ]] || return 1
+    # An option's value after "=": the candidates are values, the option stays as typed.
+    [[ "\$PREFIX" == -*=* ]] && compset -P '*='
     compadd -l -d shown -a values
 }
 
@@ -165,11 +167,11 @@ function ${fn}_unquote
     # The token as the program will see it; an open quote is closed for the purpose.
     for close in '' "'" '"'
         if set -l value (string unescape -- "$argv[1]$close" 2>/dev/null)
-            printf '%s\n' "$value"
+            printf '%s\\n' "$value"
             return
         end
     end
-    printf '%s\n' "$argv[1]"
+    printf '%s\\n' "$argv[1]"
 end
 
 function ${fn}
@@ -180,7 +182,11 @@ function ${fn}
     test (count $lines) -gt 0; or return
     string match -q -- ':*' "$lines[-1]"; or return
     set -e lines[-1]
-    printf '%s\n' $lines
+    # An option's value after "=": the candidates are values, fish completes the whole token.
+    set -l option (string match -r -- '^-[^=]*=' "$request[-1]")
+    for line in $lines
+        printf '%s%s\\n' "$option" "$line"
+    end
 end
 
 complete -c ${program} -e

@@ -286,6 +286,7 @@ describe("completion of hostile names", () => {
       expect(sorted(all.map((c) => c.split("\t")[0]!)), `what I saw: ${JSON.stringify(all)}`).toEqual(sorted(ALL_PORTS));
       expect(sorted(ask("vmchan cat lab:").map((c) => c.split("\t")[0]!))).toEqual(sorted(OFFERED.map((n) => `lab:${n}`)));
       expect(ask("vmchan cat --vm ").map((c) => c.split("\t")[0]!)).toEqual([EVIL_VM, "lab"]);
+      expect(ask("vmchan cat --vm=l").map((c) => c.split("\t")[0]!)).toEqual(["--vm=lab"]);
       expect(ask("vmchan cat 'lab:it").map((c) => c.split("\t")[0]!)).toEqual(["lab:it's"]);
       // Earlier words are unquoted once, as fish does: '\x63at' is the word \x63at, not cat.
       expect(ask("vmchan 'c'at lab:o").map((c) => c.split("\t")[0]!)).toEqual(["lab:ok.port-1"]);
@@ -366,6 +367,7 @@ const TYPED: { typed: string; fish?: string; args: string[] }[] = [
   { typed: "\\$\\(", args: ["cat", `$(touch ${markers}/pwned-1)`] },
   { typed: "\\&", args: ["cat", `${EVIL_VM}:${AGENT}`] },
   { typed: "--vm \\&", args: ["cat", "--vm", EVIL_VM] },
+  { typed: "--vm=\\&", args: ["cat", `--vm=${EVIL_VM}`] },
 ];
 
 /**
