@@ -217,12 +217,14 @@ export function completeForBash(
     tokens.map((t) => t.value),
     candidates,
   ).split("\n");
-  const directive = answer.find((l) => l.startsWith(":")) ?? ":0";
+  // The directive is the last line; a name may start with ":" too.
+  if (answer.at(-1) === "") answer.pop();
+  const directive = answer.pop() ?? ":0";
   const option = /^(-[^=]*=)/.exec(cur.value)?.[1] ?? "";
   const lead = cur.raw.endsWith(request.word) ? cur.raw.length - request.word.length : 0;
   const replies: string[] = [];
   for (const line of answer) {
-    if (line === "" || line.startsWith(":")) continue;
+    if (line === "") continue;
     const tab = line.indexOf("\t");
     let value = tab < 0 ? line : line.slice(0, tab);
     if (option && !value.startsWith(option)) value = option + value;
@@ -254,8 +256,10 @@ export function completeWords(root: CommandSpec, words: string[], candidates: Ca
   const tab = new RootCommand();
   let offered = 0;
   // Every value offered passes here: unprintable names are left out, descriptions made printable, the count bounded.
-  const offer = (complete: (v: string, d: string) => void, value: string, description: string) => {
+  const offer = (complete: (v: string, d: string) => void, value: string, description: string, live = false) => {
     if (offered >= MAX_CANDIDATES || !isOfferable(value)) return;
+    // A name from this machine that starts with "-" would be read as an option (--exec=... runs a program).
+    if (live && value.startsWith("-")) return;
     offered++;
     complete(value, printableDescription(description));
   };
@@ -264,7 +268,7 @@ export function completeWords(root: CommandSpec, words: string[], candidates: Ca
       const handler = o.takesValue
         ? (complete: (v: string, d: string) => void) => {
             o.choices?.forEach((c) => offer(complete, c, ""));
-            for (const c of candidates(o.long)) offer(complete, c.value, c.description);
+            for (const c of candidates(o.long)) offer(complete, c.value, c.description, true);
           }
         : undefined;
       if (handler) target.option(o.long, o.description, handler, o.short);
@@ -275,7 +279,7 @@ export function completeWords(root: CommandSpec, words: string[], candidates: Ca
         a.name,
         (complete) => {
           a.choices?.forEach((c) => offer(complete, c, ""));
-          for (const c of candidates(a.name)) offer(complete, c.value, c.description);
+          for (const c of candidates(a.name)) offer(complete, c.value, c.description, true);
         },
         a.variadic,
       );

@@ -92,6 +92,8 @@ const DROPPED = [
   "c1\u009b31m",
   "bidi\u202egnp.exe",
 ];
+/** Names that would be read as options if offered alone (`--exec=...` runs a program); as `VM:NAME` they are plain. */
+const OPTION_LIKE = ["-rf", `--exec=touch ${markers}/pwned-opt`];
 const EVIL_VM = `&$(touch ${markers}/pwned-vm)`;
 const AGENT = "org.qemu.guest_agent.0";
 
@@ -108,15 +110,17 @@ function qemuCmdline(vmName: string, names: string[], argv0 = "qemu-system-x86_6
 /** A fixture with the hostile names as this guest's ports and as the ports of a VM "lab", plus a VM with a hostile name. */
 function hostileFixture(): FixtureRoot {
   const fx = new FixtureRoot();
-  [...OFFERED, ...DROPPED].forEach((n, i) => fx.port(`vport0p${i + 1}`, n, { link: false }));
-  fx.file("/proc/77/cmdline", qemuCmdline("lab", [...OFFERED, ...DROPPED]).join("\0") + "\0").dir("/proc/77/fd");
+  [...OFFERED, ...OPTION_LIKE, ...DROPPED].forEach((n, i) => fx.port(`vport0p${i + 1}`, n, { link: false }));
+  fx.file("/proc/77/cmdline", qemuCmdline("lab", [...OFFERED, ...OPTION_LIKE, ...DROPPED]).join("\0") + "\0").dir("/proc/77/fd");
+  fx.file("/proc/80/cmdline", qemuCmdline("-vm-like-an-option", [AGENT]).join("\0") + "\0").dir("/proc/80/fd");
   fx.file("/proc/78/cmdline", qemuCmdline(EVIL_VM, [AGENT]).join("\0") + "\0").dir("/proc/78/fd");
   fx.file("/proc/79/cmdline", qemuCmdline("vm\x1b[2Jcleared", [AGENT]).join("\0") + "\0").dir("/proc/79/fd");
   return fx;
 }
 
 /** Everything `vmchan cat <TAB>` may offer with that fixture. */
-const ALL_PORTS = [...OFFERED, ...OFFERED.map((n) => `lab:${n}`), `${EVIL_VM}:${AGENT}`];
+const LAB_PORTS = [...OFFERED, ...OPTION_LIKE].map((n) => `lab:${n}`);
+const ALL_PORTS = [...OFFERED, ...LAB_PORTS, `${EVIL_VM}:${AGENT}`];
 
 /** The marker files something created (none, or a shell ran a name). */
 const pwned = () => readdirSync(markers);
@@ -212,7 +216,7 @@ describe("completion of hostile names", () => {
       const replies = bashComplete(fx.root, ["vmchan", "cat", "lab", ":", ""], { line: "vmchan cat lab:", rlWord: "" });
       const read = bashReads(replies.map((r) => `lab:${r}`));
       expect(pwned(), `replies: ${JSON.stringify(replies)}`).toEqual([]);
-      expect(sorted(read.map((w) => w.join("|"))), `replies: ${JSON.stringify(replies)}`).toEqual(sorted(OFFERED.map((n) => `lab:${n}`)));
+      expect(sorted(read.map((w) => w.join("|"))), `replies: ${JSON.stringify(replies)}`).toEqual(sorted(LAB_PORTS));
 
       // Inside an open quote the reply continues that quote and closes it.
       const quoted = bashComplete(fx.root, ["vmchan", "cat", "'lab:it"], { line: "vmchan cat 'lab:it", rlWord: "lab:it" });
@@ -284,7 +288,7 @@ describe("completion of hostile names", () => {
       const all = ask("vmchan cat ");
       for (const c of all) expect(c, "a candidate with a control character other than the description's tab").toMatch(/^[^\p{Cc}\p{Cf}]+(\t[^\p{Cc}\p{Cf}]*)?$/u);
       expect(sorted(all.map((c) => c.split("\t")[0]!)), `what I saw: ${JSON.stringify(all)}`).toEqual(sorted(ALL_PORTS));
-      expect(sorted(ask("vmchan cat lab:").map((c) => c.split("\t")[0]!))).toEqual(sorted(OFFERED.map((n) => `lab:${n}`)));
+      expect(sorted(ask("vmchan cat lab:").map((c) => c.split("\t")[0]!))).toEqual(sorted(LAB_PORTS));
       expect(ask("vmchan cat --vm ").map((c) => c.split("\t")[0]!)).toEqual([EVIL_VM, "lab"]);
       expect(ask("vmchan cat --vm=l").map((c) => c.split("\t")[0]!)).toEqual(["--vm=lab"]);
       expect(ask("vmchan cat 'lab:it").map((c) => c.split("\t")[0]!)).toEqual(["lab:it's"]);
@@ -301,14 +305,14 @@ describe("completion of hostile names", () => {
   test("a process that only looks like QEMU: its port names are offered quoted by bash, zsh and fish, never run", async () => {
     const vm = `fakevm-${process.pid}-${Date.now()}`;
     // argv[0] makes it look like QEMU in /proc; sh ignores the rest of its arguments and waits on stdin.
-    const fake = Bun.spawn(["/bin/sh", "-c", "read x", ...qemuCmdline(vm, [...OFFERED, ...DROPPED]).slice(1)], {
+    const fake = Bun.spawn(["/bin/sh", "-c", "read x", ...qemuCmdline(vm, [...OFFERED, ...OPTION_LIKE, ...DROPPED]).slice(1)], {
       argv0: "qemu-system-x86_64",
       stdin: "pipe",
       stdout: "ignore",
       stderr: "ignore",
     });
     try {
-      const expected = sorted(OFFERED.map((n) => `${vm}:${n}`));
+      const expected = sorted([...OFFERED, ...OPTION_LIKE].map((n) => `${vm}:${n}`));
       // The process is visible once its cmdline is (it is read at every TAB; other VMs may run too).
       const seen = () => {
         try {
@@ -366,6 +370,10 @@ const TYPED: { typed: string; fish?: string; args: string[] }[] = [
   { typed: "lab:x", args: ["cat", "lab:x'"] },
   { typed: "\\$\\(", args: ["cat", `$(touch ${markers}/pwned-1)`] },
   { typed: "\\&", args: ["cat", `${EVIL_VM}:${AGENT}`] },
+  { typed: "\\~", args: ["cat", "~root"] },
+  { typed: "\\#", args: ["cat", "#hash"] },
+  { typed: "\\*", args: ["cat", "*"] },
+  { typed: "lab:--", args: ["cat", `lab:--exec=touch ${markers}/pwned-opt`] },
   { typed: "--vm \\&", args: ["cat", "--vm", EVIL_VM] },
   { typed: "--vm=\\&", args: ["cat", `--vm=${EVIL_VM}`] },
 ];

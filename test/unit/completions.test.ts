@@ -58,6 +58,16 @@ describe("names that cannot be offered as they are", () => {
     expect(printableDescription("y".repeat(1000)).length).toBeLessThanOrEqual(200);
   });
 
+  test("a name from this machine that starts with '-' is left out: accepted, it would be an option", async () => {
+    const names = ["-rf", "--exec=sh", "ok", ":4", ":colon"];
+    const out = completeWords(await spec(), ["cat", ""], () => names.map((value) => ({ value, description: "" })));
+    expect(out, `what I saw: ${JSON.stringify(out)}`).toBe("ok\t\n:4\t\n:colon\t\n:4\n");
+    const bash = completeForBash(await spec(), { word: "", words: ["cat", ""] }, () => names.map((value) => ({ value, description: "" })));
+    expect(bash, `what I saw: ${JSON.stringify(bash)}`).toBe("ok\n:4\n:colon\n:4\n");
+    // The command's own options still complete.
+    expect(completeWords(await spec(), ["cat", "--fo"], () => [])).toStartWith("--follow\t");
+  });
+
   test("a flood of names is cut at MAX_CANDIDATES", async () => {
     const out = completeWords(await spec(), ["cat", ""], () => Array.from({ length: 50_000 }, (_, i) => ({ value: `p${i}`, description: "" })));
     expect(out.split("\n").length - 2, "candidate lines").toBe(MAX_CANDIDATES);
