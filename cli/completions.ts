@@ -44,6 +44,7 @@ export function completionCommands(program: () => Command): Command[] {
     .option("--shell <shell>", "answer for this shell's script (bash: replies quoted for the word being completed)")
     .option("--word <word>", "bash: the word readline replaces, as typed")
     .option("--line <line>", "bash: the command line up to the cursor, as typed (instead of WORDS)")
+    .option("--root <dir>", "read /sys and /proc under DIR (a fixture; also VMCHAN_COMPLETE_ROOT, which the scripts pass through)")
     .allowUnknownOption()
     .helpOption(false)
     .action(async (words, opts) => {
@@ -51,7 +52,7 @@ export function completionCommands(program: () => Command): Command[] {
         const lib = await import("../lib/completions.ts");
         const spec = commandSpec(program());
         // Where /sys and /proc are read; a fixture tree in tests.
-        const candidates = await lib.liveCandidates(ctx.env.VMCHAN_COMPLETE_ROOT || "/");
+        const candidates = await lib.liveCandidates(opts.root || ctx.env.VMCHAN_COMPLETE_ROOT || "/");
         if (opts.shell === "bash") ctx.out(lib.completeForBash(spec, { word: opts.word ?? "", line: opts.line, words }, candidates));
         else ctx.out(lib.completeWords(spec, words, candidates));
         return 0;

@@ -185,6 +185,8 @@ describe("completion of hostile names", () => {
       expect(sorted(lines.slice(0, -2).map((l) => l.split("\t")[0]!)), `what I saw: ${JSON.stringify(out)}`).toEqual(sorted(ALL_PORTS));
       const vms = await vmchan(["complete", "--", "cat", "--vm", ""], { env: { VMCHAN_COMPLETE_ROOT: fx.root } });
       expect(vms.stdout.toString(), `what I saw: ${JSON.stringify(vms.stdout.toString())}`).toBe(`${EVIL_VM}\tQEMU pid 78\nlab\tQEMU pid 77\n:4\n`);
+      const byOption = await vmchan(["complete", "--root", fx.root, "--", "cat", "--vm", ""]);
+      expect(byOption.stdout.toString(), "--root instead of VMCHAN_COMPLETE_ROOT").toBe(vms.stdout.toString());
       expect(pwned()).toEqual([]);
     } finally {
       fx.dispose();
