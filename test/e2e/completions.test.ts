@@ -6,6 +6,7 @@ import { ensurePackages } from "../lab/host-deps.ts";
 import { VMCHAN, vmchan } from "../support/binary.ts";
 import { FixtureRoot } from "../support/fixture.ts";
 import { PtySession } from "../support/pty.ts";
+import { closingQuote, quoteForBash } from "../../lib/shell-words.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 const repo = root;
@@ -365,6 +366,7 @@ const TYPED: { typed: string; fish?: string; args: string[] }[] = [
   { typed: "lab:back", args: ["cat", "lab:back\\slash"] },
   { typed: "lab:\\$H", args: ["cat", "lab:$HOME"] },
   { typed: "lab:\\!", fish: "lab:!", args: ["cat", "lab:!!"] },
+  { typed: '"lab:!', args: ["cat", "lab:!!"] },
   { typed: "lab:a\\|", args: ["cat", "lab:a|b&c>d<e"] },
   { typed: "lab:\\{", args: ["cat", "lab:{x,y}"] },
   { typed: "lab:\\~", args: ["cat", "lab:~root"] },
@@ -443,6 +445,26 @@ async function typeIntoShell(shell: "bash" | "zsh" | "fish", fx: FixtureRoot): P
     rmSync(home, { recursive: true, force: true });
   }
 }
+
+describe("quoting for bash, checked by bash", () => {
+  test("2,000 random printable names, written in each quoting state, read back by bash as one literal word", () => {
+    // A small deterministic PRNG (xorshift32): the same names on every run.
+    let x = 0x9e3779b9;
+    const next = () => ((x ^= x << 13), (x ^= x >>> 17), (x ^= x << 5), (x >>> 0) / 2 ** 32);
+    const alphabet = [..." !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~azAZ09", "é", "ü", "中", "\u00a0"];
+    const cases: { name: string; text: string }[] = [];
+    const opens = { none: "", single: "'", double: '"', ansi: "$'" } as const;
+    for (let i = 0; i < 2000; i++) {
+      const name = Array.from({ length: 1 + Math.floor(next() * 12) }, () => alphabet[Math.floor(next() * alphabet.length)]!).join("");
+      const state = (["none", "single", "double", "ansi"] as const)[i % 4]!;
+      cases.push({ name, text: `p${opens[state]}${quoteForBash(name, state)}${closingQuote(state)}` });
+    }
+    const read = bashReads(cases.map((c) => c.text));
+    const wrong = cases.filter((c, i) => read[i]!.length !== 1 || read[i]![0] !== `p${c.name}`).map((c) => ({ ...c, read: read[cases.indexOf(c)] }));
+    expect(wrong.slice(0, 5), `${wrong.length} names bash read differently`).toEqual([]);
+    expect(pwned()).toEqual([]);
+  });
+});
 
 describe("completion of hostile names in interactive shells", () => {
   beforeAll(() => ensurePackages(SHELL_PACKAGES), 900_000);
