@@ -2,7 +2,7 @@ import { discoverHosts, type DiscoverOptions, vmLabel } from "../host/discover.t
 import { defaultLibvirtDirs } from "../host/libvirt.ts";
 import type { HostDiscovery, HostPort, HostVm } from "../host/model.ts";
 import type { QmpEvent } from "../host/qmp.ts";
-import { QmpClient } from "../host/qmp.ts";
+import { QmpClient, QmpPeerError } from "../host/qmp.ts";
 import { applyQmpView, type QmpView } from "../host/qmp-state.ts";
 import { DiscoveryProbe } from "./discovery-probe.ts";
 import type { HostWatchEvent } from "./event.ts";
@@ -64,8 +64,14 @@ interface VmState {
   gone: boolean;
   /** Port updates of this VM run one at a time, in arrival order. */
   queue: Promise<void>;
-  /** Device ids with a VSERPORT_CHANGE received but not yet handled: a poll queued before it must not learn their state silently. */
-  eventsPending: Map<string, number>;
+  /**
+   * Device ids with a VSERPORT_CHANGE received but not yet handled, and the latest state received: a poll queued
+   * before it must not learn their state silently. Only the latest state per id is kept, so a peer sending events
+   * faster than they are handled costs one entry per port, not one per event.
+   */
+  eventsPending: Map<string, boolean>;
+  /** Start of the current one-second event window and the events counted in it (flood detection). */
+  eventWindow: { start: number; count: number };
   noted: boolean;
   /** Whether a QMP view was ever applied: its port list (hot-plugged ports included) then outranks the command line's. */
   hadView: boolean;
@@ -146,7 +152,7 @@ export class HostWatcher {
       seen.add(key);
       let st = this.#vms.get(key);
       if (!st) {
-        st = { key, vm, ports: new Map(), primed: this.#started, session: null, connecting: false, retryAt: 0, gone: false, queue: Promise.resolve(), eventsPending: new Map(), noted: false, hadView: false };
+        st = { key, vm, ports: new Map(), primed: this.#started, session: null, connecting: false, retryAt: 0, gone: false, queue: Promise.resolve(), eventsPending: new Map(), eventWindow: { start: 0, count: 0 }, noted: false, hadView: false };
         this.#vms.set(key, st);
         if (this.#started) this.#emitVm(st, "vm-started", vm.sources.includes("cmdline") ? "proc" : "libvirt");
       } else {
@@ -222,11 +228,17 @@ export class HostWatcher {
     let view: QmpView;
     try {
       view = await session.view();
-    } catch {
+    } catch (err) {
       session.close();
       if (st.session === session) {
         st.session = null;
         st.retryAt = this.#o.now() + this.#o.qmpRetryMs;
+        if (err instanceof QmpPeerError) {
+          // Not QEMU, or not behaving like it: asking again would only repeat this.
+          st.retryAt = Infinity;
+          for (const [key, p] of st.ports) st.ports.set(key, { ...p, guestOpen: null, openVia: null });
+          this.#noteOnce(`${vmLabel(st.vm)}: QMP peer at ${session.path} dropped: ${err.message}; the guest open/close state of its ports is unknown from now on`);
+        }
       }
       return;
     }
@@ -280,6 +292,8 @@ export class HostWatcher {
   }
 
   #onQmpEvent(st: VmState, session: QmpWatchSession, ev: QmpEvent): void {
+    if (st.session !== session) return;
+    if (this.#flooded(st, session)) return;
     if (ev.event === "DEVICE_DELETED") {
       const id = typeof ev.data.device === "string" ? ev.data.device : null;
       const path = typeof ev.data.path === "string" ? ev.data.path : null;
@@ -300,11 +314,14 @@ export class HostWatcher {
     const id = typeof ev.data.id === "string" ? ev.data.id : null;
     const open = ev.data.open;
     if (id === null || typeof open !== "boolean") return;
-    st.eventsPending.set(id, (st.eventsPending.get(id) ?? 0) + 1);
+    // One queued handler per id: a later event only updates the state it will handle.
+    const queued = st.eventsPending.has(id);
+    st.eventsPending.set(id, open);
+    if (queued) return;
     this.#enqueue(st, async () => {
-      const left = (st.eventsPending.get(id) ?? 1) - 1;
-      if (left > 0) st.eventsPending.set(id, left);
-      else st.eventsPending.delete(id);
+      const open = st.eventsPending.get(id);
+      st.eventsPending.delete(id);
+      if (open === undefined) return;
       let entry = [...st.ports.entries()].find(([, p]) => p.id === id);
       // A port hot-plugged since the last poll: learn its name first.
       if (!entry) {
@@ -321,6 +338,32 @@ export class HostWatcher {
       }
       if (entry) st.ports.set(entry[0], { ...port, guestOpen: open, openVia: "qmp-event", fresh: false });
     });
+  }
+
+  /**
+   * Counts the event in the VM's one-second window; a peer over the limit is dropped: its session closed and not
+   * retried, one note, and the guest state of the VM's ports unknown from then on.
+   */
+  #flooded(st: VmState, session: QmpWatchSession): boolean {
+    const now = this.#o.now();
+    const w = st.eventWindow;
+    if (now - w.start >= 1000 || now < w.start) {
+      w.start = now;
+      w.count = 0;
+    }
+    w.count++;
+    const limit = maxEventsPerSecond(st.ports.size);
+    if (w.count <= limit) return false;
+    session.close();
+    st.session = null;
+    st.retryAt = Infinity;
+    st.eventsPending.clear();
+    for (const [key, p] of st.ports) st.ports.set(key, { ...p, guestOpen: null, openVia: null });
+    this.#noteOnce(
+      `${vmLabel(st.vm)}: dropped the QMP peer at ${session.path}: over ${limit} events within 1 s (QEMU sends at most one ` +
+        `VSERPORT_CHANGE per port per second); the guest open/close state of its ports is unknown from now on`,
+    );
+    return true;
   }
 
   #stopped(st: VmState): void {
@@ -348,6 +391,15 @@ export class HostWatcher {
     this.#notes.add(text);
     this.#o.note(text);
   }
+}
+
+/**
+ * Events per second a QMP peer may send before it is dropped as flooding. QEMU rate-limits the events a guest can
+ * trigger (VSERPORT_CHANGE among them) to one per second per source, so a real QEMU stays far below this even
+ * while every port of a large VM changes and devices are unplugged in bulk.
+ */
+export function maxEventsPerSecond(ports: number): number {
+  return 1000 + 4 * ports;
 }
 
 function hostPortWithId(id: string): HostPort {
