@@ -1,4 +1,5 @@
 import * as fs from "node:fs";
+import { readFileBounded, TooLargeError } from "./bounded-read.ts";
 import { isQemuCommand, splitCmdline } from "./cmdline.ts";
 import { describeError } from "./describe-error.ts";
 
@@ -7,6 +8,13 @@ export interface QemuProcess {
   pid: number;
   argv: string[];
 }
+
+/**
+ * Most of /proc/PID/cmdline read. Linux gives argv at most a quarter of the stack limit (2 MiB with the usual
+ * 8 MiB); 4 MiB leaves room for a raised limit while a process that makes itself look like a huge QEMU costs
+ * bounded memory. A longer command line is skipped with a note.
+ */
+export const MAX_CMDLINE = 4 * 1024 * 1024;
 
 /**
  * Finds QEMU processes under `procDir` by argv[0] (`qemu-system-*`, `qemu-kvm`), falling back to
@@ -26,8 +34,12 @@ export function findQemuProcesses(procDir: string): { processes: QemuProcess[]; 
     if (!/^\d+$/.test(entry)) continue;
     let raw: string;
     try {
-      raw = fs.readFileSync(`${procDir}/${entry}/cmdline`, "utf8");
+      raw = readFileBounded(`${procDir}/${entry}/cmdline`, MAX_CMDLINE);
     } catch (err) {
+      if (err instanceof TooLargeError) {
+        notes.push(`skipped process ${entry}: ${err.message} (no QEMU command line is that long)`);
+        continue;
+      }
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== "ENOENT" && code !== "ESRCH") notes.push(`cannot read ${procDir}/${entry}/cmdline: ${describeError(err)}`);
       continue;
