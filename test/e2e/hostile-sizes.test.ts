@@ -1,0 +1,128 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { VMCHAN } from "../support/binary.ts";
+import { FixtureRoot } from "../support/fixture.ts";
+import { memorySampler } from "../support/proc-stats.ts";
+
+/** Far above what vmchan needs for these listings (well under 150 MiB measured), far below what a multiplied table takes (GBs). */
+const RSS_BOUND = 200 * 1024 * 1024;
+const MiB = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+
+const cleanup: Array<() => void> = [];
+afterEach(() => {
+  for (const c of cleanup.splice(0).reverse()) c();
+});
+
+function fixture(): FixtureRoot {
+  const fx = new FixtureRoot();
+  cleanup.push(() => fx.dispose());
+  return fx;
+}
+
+/** Runs the binary, sampling its memory; returns code, output and the peak RSS. */
+async function listed(args: string[]) {
+  const proc = Bun.spawn([VMCHAN, ...args], { env: { PATH: "/usr/bin:/bin" }, stdout: "pipe", stderr: "pipe" });
+  const memory = memorySampler(proc.pid, 10);
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 120_000);
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  return { stdout, stderr, code, peak: memory.stop() };
+}
+
+/** A QEMU command line (pid 4242) named `name` with `ports` virtserialports on unix sockets. */
+function bigVm(fx: FixtureRoot, name: string, ports: number, pid = 4242): void {
+  const argv = ["qemu-system-x86_64", "-name", `guest=${name.replaceAll(",", ",,")}`, "-device", "virtio-serial-pci,id=vs0"];
+  for (let i = 0; i < ports; i++) {
+    argv.push("-chardev", `socket,id=c${i},path=/run/vm/p${i}.sock,server=on,wait=off`);
+    argv.push("-device", `virtserialport,bus=vs0.0,nr=${(i % 30) + 1},chardev=c${i},name=org.p${i},id=p${i}`);
+  }
+  fx.file(`/proc/${pid}/cmdline`, argv.join("\0") + "\0");
+}
+
+/** A libvirt status XML for domain `name` with `channels` unix channels. */
+function bigDomainXml(name: string, channels: number, pid = 5151): string {
+  const parts = [`<domstatus state='running' pid='${pid}'><domain type='kvm'><name>${name}</name><uuid>1b4e28ba-2fa1-11d2-883f-0016d3cca427</uuid><devices>`];
+  parts.push(`<controller type='virtio-serial' index='0'><alias name='virtio-serial0'/></controller>`);
+  for (let i = 0; i < channels; i++) {
+    parts.push(
+      `<channel type='unix'><source mode='bind' path='/var/lib/libvirt/qemu/channel/target/domain-1-${name}/org.c${i}'/>` +
+        `<target type='virtio' name='org.c${i}' state='disconnected'/><alias name='channel${i}'/>` +
+        `<address type='virtio-serial' controller='0' bus='0' port='${(i % 30) + 1}'/></channel>`,
+    );
+  }
+  parts.push("</devices></domain></domstatus>");
+  return parts.join("\n");
+}
+
+describe("ports list with huge inputs", () => {
+  const hugeName = "n".repeat(120 * 1024);
+
+  test("a 120 KB -name and 15,000 ports: bounded memory, the name capped with an ellipsis in the table", async () => {
+    const fx = fixture();
+    bigVm(fx, hugeName, 15_000);
+    const r = await listed(["ports", "list", "--no-qmp", "--root", fx.root]);
+    const lines = r.stdout.split("\n");
+    const seen = `what I saw: code ${r.code}, peak ${MiB(r.peak)}, ${lines.length} lines, longest ${Math.max(...lines.slice(0, 100).map((l) => l.length))}, stderr: ${r.stderr.slice(0, 500)}, first lines:\n${lines.slice(0, 3).join("\n").slice(0, 1000)}`;
+    expect(r.code, seen).toBe(0);
+    expect(r.peak, seen).toBeLessThan(RSS_BOUND);
+    expect(lines.length, seen).toBe(15_000 + 2); // header, rows, final newline
+    expect(lines[1], seen).toMatch(/^n{79}… +4242 +org\.p0 +serial +\/run\/vm\/p0\.sock +we connect +unknown +unknown$/);
+    expect(lines[15_000], seen).toMatch(/^n{79}… +4242 +org\.p14999 /m);
+    for (const l of lines) if (l.length > 400) throw new Error(`a line of ${l.length} characters; ${seen}`);
+  }, 180_000);
+
+  test("--json of the same VM keeps the full name, with bounded memory", async () => {
+    const fx = fixture();
+    bigVm(fx, hugeName, 15_000);
+    const r = await listed(["ports", "list", "--json", "--no-qmp", "--root", fx.root]);
+    const seen = `what I saw: code ${r.code}, peak ${MiB(r.peak)}, ${r.stdout.length} bytes of JSON, stderr: ${r.stderr.slice(0, 500)}`;
+    expect(r.code, seen).toBe(0);
+    expect(r.peak, seen).toBeLessThan(RSS_BOUND);
+    const listing = JSON.parse(r.stdout) as { host: { vms: { name: string; ports: unknown[] }[] } };
+    expect(listing.host.vms[0]!.name, seen).toBe(hugeName);
+    expect(listing.host.vms[0]!.ports.length, seen).toBe(15_000);
+  }, 180_000);
+
+  test("a 37 MB libvirt XML with 200,000 channels is skipped with a note, in bounded memory", async () => {
+    const fx = fixture();
+    const xml = bigDomainXml("huge", 200_000);
+    expect(xml.length).toBeGreaterThan(36_000_000);
+    fx.dir("/run/libvirt/qemu");
+    writeFileSync(join(fx.root, "run/libvirt/qemu/huge.xml"), xml);
+    fx.file("/run/libvirt/qemu/small.xml", bigDomainXml("small", 2, 5152));
+    const r = await listed(["ports", "list", "--no-qmp", "--root", fx.root]);
+    const seen = `what I saw: code ${r.code}, peak ${MiB(r.peak)}, stdout:\n${r.stdout.slice(0, 1000)}\nstderr:\n${r.stderr.slice(0, 1000)}`;
+    expect(r.code, seen).toBe(0);
+    expect(r.peak, seen).toBeLessThan(RSS_BOUND);
+    expect(r.stderr, seen).toMatch(/^vmchan: note: skipped \S+\/run\/libvirt\/qemu\/huge\.xml: larger than 4 MiB \(libvirt's live XML of a domain is far smaller\)$/m);
+    expect(r.stdout, seen).toMatch(/^small +5152 +org\.c1 /m);
+    expect(r.stdout, seen).not.toMatch(/huge/);
+  }, 180_000);
+
+  test("a libvirt XML just under the bound (14,000 channels) is listed in bounded memory", async () => {
+    const fx = fixture();
+    const xml = bigDomainXml("big", 14_000);
+    expect(xml.length).toBeLessThan(4 * 1024 * 1024);
+    fx.file("/run/libvirt/qemu/big.xml", xml);
+    const r = await listed(["ports", "list", "--no-qmp", "--root", fx.root]);
+    const seen = `what I saw: code ${r.code}, peak ${MiB(r.peak)}, xml ${xml.length} bytes, stderr:\n${r.stderr.slice(0, 1000)}`;
+    expect(r.code, seen).toBe(0);
+    expect(r.peak, seen).toBeLessThan(RSS_BOUND);
+    expect(r.stdout.split("\n").length, seen).toBe(14_000 + 2);
+  }, 180_000);
+
+  test("a command line over 4 MiB is skipped with a note, the other VMs still listed", async () => {
+    const fx = fixture();
+    const argv = ["qemu-system-x86_64", "-name", "bloat", ...Array.from({ length: 80 }, () => "x".repeat(64 * 1024))];
+    fx.file("/proc/4242/cmdline", argv.join("\0") + "\0");
+    bigVm(fx, "fine", 1, 4343);
+    const r = await listed(["ports", "list", "--no-qmp", "--root", fx.root]);
+    const seen = `what I saw: code ${r.code}, peak ${MiB(r.peak)}, stdout:\n${r.stdout}\nstderr:\n${r.stderr.slice(0, 1000)}`;
+    expect(r.code, seen).toBe(0);
+    expect(r.stderr, seen).toMatch(/^vmchan: note: skipped process 4242: \S+\/proc\/4242\/cmdline is larger than 4 MiB \(no QEMU command line is that long\)$/m);
+    expect(r.stdout, seen).toMatch(/^fine +4343 +org\.p0 /m);
+    expect(r.stdout, seen).not.toMatch(/bloat/);
+    expect(r.peak, seen).toBeLessThan(RSS_BOUND);
+  }, 180_000);
+});
