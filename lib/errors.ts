@@ -1,4 +1,4 @@
-import { escapeLines, escapeText } from "./escape.ts";
+import { clipText, escapeLines } from "./escape.ts";
 import { ExitCode } from "./exit-codes.ts";
 
 /**
@@ -32,8 +32,8 @@ export class UsageError extends VmchanError {
 export function formatError(err: unknown): { text: string; code: number } {
   if (err instanceof VmchanError) {
     if (err.code === ExitCode.brokenPipe) return { text: "", code: err.code };
-    const hint = err.hint ? ` (hint: ${escapeText(err.hint)})` : "";
-    return { text: `vmchan: ${escapeText(err.message)}${hint}\n`, code: err.code };
+    const hint = err.hint ? ` (hint: ${clipText(err.hint, 500)})` : "";
+    return { text: `vmchan: ${clipText(err.message)}${hint}\n`, code: err.code };
   }
   const stack = err instanceof Error ? (err.stack ?? String(err)) : String(err);
   return {

@@ -82,6 +82,19 @@ export function escapeText(text: string): string {
   return text.replace(UNSAFE, _code);
 }
 
+/** Longest message line printed (errors, notes), in characters: names inside can be any length, a line cannot. */
+export const MAX_MESSAGE = 2000;
+
+/** escapeText, then cut to `max` characters with a count of what was left out. */
+export function clipText(text: string, max = MAX_MESSAGE): string {
+  const safe = escapeText(text);
+  if (safe.length <= max) return safe;
+  let cut = max;
+  const code = safe.charCodeAt(cut - 1);
+  if (code >= 0xd800 && code <= 0xdbff) cut--;
+  return `${safe.slice(0, cut)}… (${safe.length - cut} more characters)`;
+}
+
 /** Like escapeText, but newlines (and CRLF) and tabs stay: for diagnostics that are several lines on purpose. */
 export function escapeLines(text: string): string {
   return text.replace(UNSAFE_KEEP_LINES, _code);

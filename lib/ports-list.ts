@@ -6,7 +6,7 @@ import { discoverHosts } from "./host/discover.ts";
 import { defaultLibvirtDirs } from "./host/libvirt.ts";
 import type { HostDiscovery, HostVm } from "./host/model.ts";
 import type { GuestPort, PortsListing } from "./schema.ts";
-import { escapeText } from "./escape.ts";
+import { clipText } from "./escape.ts";
 import { ChunkedWriter, writeJson, writeTable } from "./table.ts";
 
 export interface PortsListOptions {
@@ -28,7 +28,7 @@ export async function portsList(ctx: Context, options: PortsListOptions = {}): P
     useQmp: options.qmp ?? true,
     filter: matches,
   });
-  for (const note of host.notes) ctx.err(`vmchan: note: ${escapeText(note)}\n`);
+  for (const note of host.notes) ctx.err(`vmchan: note: ${clipText(note)}\n`);
   if (options.vm !== undefined && host.vms.length === 0)
     throw new VmchanError(`no running VM named "${options.vm}"`, { code: ExitCode.notFound, hint: "see 'vmchan ports list' for every VM" });
   if (guest.length === 0 && host.vms.length === 0) {

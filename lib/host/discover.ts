@@ -65,10 +65,11 @@ export async function discoverHosts(opts: DiscoverOptions = {}): Promise<HostDis
   return { vms, notes };
 }
 
-/** How notes name a VM. */
+/** How notes name a VM; a name longer than 80 characters is cut there with an ellipsis (`--json` has it whole). */
 export function vmLabel(vm: Pick<HostVm, "name" | "pid">): string {
-  if (vm.name !== null && vm.pid !== null) return `VM "${vm.name}" (pid ${vm.pid})`;
-  return vm.name !== null ? `VM "${vm.name}"` : `VM with pid ${vm.pid}`;
+  const name = vm.name !== null && vm.name.length > 80 ? `${vm.name.slice(0, 79)}…` : vm.name;
+  if (name !== null && vm.pid !== null) return `VM "${name}" (pid ${vm.pid})`;
+  return name !== null ? `VM "${name}"` : `VM with pid ${vm.pid}`;
 }
 
 /** The command line's VM with its pid, relative paths made absolute, fd-passed sockets resolved and held state from /proc. */

@@ -1,5 +1,5 @@
 import { type Context, under } from "../context.ts";
-import { escapeText } from "../escape.ts";
+import { clipText, escapeText } from "../escape.ts";
 import { FdSink } from "../fd-stream.ts";
 import { ExitCode } from "../exit-codes.ts";
 import { defaultLibvirtDirs } from "../host/libvirt.ts";
@@ -58,7 +58,7 @@ export async function portsWatch(ctx: Context, options: PortsWatchOptions = {}):
   };
   const format = options.json ? formatJsonLine : formatHumanLine;
   const emit = (change: UntimedEvent) => write(format({ time: new Date(now()).toISOString(), ...change } as WatchEvent));
-  const note = (text: string) => ctx.err(`vmchan: note: ${escapeText(text)}\n`);
+  const note = (text: string) => ctx.err(`vmchan: note: ${clipText(text)}\n`);
 
   const guest = options.vm === undefined ? new GuestWatcher(ctx.root, { now }) : null;
   const matches = (vm: HostVm) => options.vm === undefined || vm.name === options.vm || String(vm.pid) === options.vm;

@@ -125,4 +125,28 @@ describe("ports list with huge inputs", () => {
     expect(r.stdout, seen).not.toMatch(/bloat/);
     expect(r.peak, seen).toBeLessThan(RSS_BOUND);
   }, 180_000);
+
+  test("many processes posing as QEMU with big command lines: bounded memory, one note, a small VM still listed", async () => {
+    const fx = fixture();
+    for (let i = 0; i < 8; i++) bigVm(fx, `fake${i}`, 15_000, 1000 + i);
+    bigVm(fx, "real", 2, 9999);
+    const r = await listed(["ports", "list", "--no-qmp", "--root", fx.root]);
+    const seen = `what I saw: code ${r.code}, peak ${MiB(r.peak)}, stderr:\n${r.stderr.slice(0, 2000)}`;
+    expect(r.code, seen).toBe(0);
+    expect(r.peak, seen).toBeLessThan(RSS_BOUND);
+    expect(r.stdout, seen).toMatch(/^real +9999 +org\.p1 /m);
+    expect(r.stderr, seen).toMatch(/^vmchan: note: skipped \d QEMU processes \(pid [\d, ]+\): their command lines exceed 6 MiB with the others, the most read in one look \(the longest are skipped\)$/m);
+    expect(r.stderr.trimEnd().split("\n").length, seen).toBe(1);
+  }, 180_000);
+
+  test("an error quoting a 100 KB name stays one bounded line", async () => {
+    const fx = fixture();
+    bigVm(fx, "wide", 15_000);
+    const r = await listed(["ports", "list", "--no-qmp", "--vm", "x".repeat(100_000), "--root", fx.root]);
+    const seen = `what I saw: code ${r.code}, ${r.stderr.length} characters on stderr: ${r.stderr.slice(0, 300)}`;
+    expect(r.code, seen).toBe(3);
+    expect(r.stderr.split("\n").length, seen).toBe(2);
+    expect(r.stderr.length, seen).toBeLessThan(3000);
+    expect(r.stderr, seen).toMatch(/^vmchan: no running VM named "x+… \(\d+ more characters\) \(hint: /);
+  }, 180_000);
 });

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { VmchanError, formatError } from "../../lib/errors.ts";
-import { escapeControls, escapeLines, escapeText, escapingSink, safeJson } from "../../lib/escape.ts";
+import { clipText, escapeControls, escapeLines, escapeText, escapingSink, MAX_MESSAGE, safeJson } from "../../lib/escape.ts";
 import { ChunkedWriter, tableCell, writeJson } from "../../lib/table.ts";
 
 const esc = (s: string | Uint8Array) => Buffer.from(escapeControls(typeof s === "string" ? Buffer.from(s) : s, { pending: false })).toString();
@@ -71,5 +71,14 @@ describe("escaping of names and peer text", () => {
     expect(tableCell("x".repeat(200))).toBe("x".repeat(79) + "…");
     const cell = tableCell("y".repeat(78) + "\ud83d\ude00zzz");
     expect(cell).toBe("y".repeat(78) + "…");
+  });
+
+  test("a message listing 15,000 port names is printed as one line of bounded length", () => {
+    const names = Array.from({ length: 15_000 }, (_, i) => `"org.p${i}\x1b"`).join(", ");
+    const { text } = formatError(new VmchanError(`no port named "x" in VM "vm1": it has ${names}`, { code: 3 }));
+    expect(text.split("\n").length, `what I saw: ${text.slice(0, 200)}`).toBe(2);
+    expect(text.length).toBeLessThan(MAX_MESSAGE + 100);
+    expect(text).toMatch(/^vmchan: no port named "x" in VM "vm1": it has "org\.p0\\x1b", .*… \(\d+ more characters\)\n$/);
+    expect(clipText("short\x07")).toBe("short\\x07");
   });
 });
