@@ -1,4 +1,5 @@
 import { RootCommand, script, type Command as TabCommand } from "@bomb.sh/tab";
+import { clipText, escapeText } from "./escape.ts";
 import { under } from "./context.ts";
 import { listGuestPorts } from "./guest/ports.ts";
 import { UsageError } from "./errors.ts";
@@ -39,7 +40,13 @@ export async function liveCandidates(root = "/"): Promise<Candidates> {
   } catch {
     // no /proc to read
   }
-  return (argName) => (argName === "vm" ? vms : ["port", "address", "a", "b"].includes(argName) ? ports : []);
+  // A name with a control character, a separator or white space cannot be typed as one word, and printed it
+  // would forge candidate lines or reach the terminal through the shell: it is not offered.
+  const plain = (c: { value: string; description: string }) => c.value !== "" && !/\s/.test(c.value) && escapeText(c.value) === c.value;
+  const offer = (list: { value: string; description: string }[]) =>
+    list.filter(plain).map((c) => ({ value: c.value, description: clipText(c.description, 200) }));
+  const [vmWords, portWords] = [offer(vms), offer(ports)];
+  return (argName) => (argName === "vm" ? vmWords : ["port", "address", "a", "b"].includes(argName) ? portWords : []);
 }
 
 /** Runs `fn` and returns what it printed with console.log (the completion library prints). */
