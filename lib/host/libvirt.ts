@@ -115,6 +115,9 @@ export function defaultLibvirtDirs(env: Readonly<Record<string, string | undefin
  */
 export const MAX_DOMAIN_XML = 4 * 1024 * 1024;
 
+/** Most XML parsed from all files of one look together: a hundred real domains are a few MiB. */
+export const MAX_LIBVIRT_TOTAL = 6 * 1024 * 1024;
+
 /**
  * Reads every live domain XML (`*.xml`) in `dirs`. A missing directory means no such libvirt and is
  * skipped quietly; an unreadable directory or file, or one that does not parse, gives a note.
@@ -122,6 +125,8 @@ export const MAX_DOMAIN_XML = 4 * 1024 * 1024;
 export function readLibvirtDomains(dirs: readonly string[]): { domains: LibvirtDomain[]; notes: string[] } {
   const domains: LibvirtDomain[] = [];
   const notes: string[] = [];
+  let total = 0;
+  const over: string[] = [];
   for (const dir of dirs) {
     let names: string[];
     try {
@@ -144,12 +149,23 @@ export function readLibvirtDomains(dirs: readonly string[]): { domains: LibvirtD
         if ((err as NodeJS.ErrnoException).code !== "ENOENT") notes.push(`cannot read ${path}: ${describeError(err)}`);
         continue;
       }
+      if (total + text.length > MAX_LIBVIRT_TOTAL) {
+        over.push(path);
+        continue;
+      }
+      total += text.length;
       try {
         domains.push(parseLibvirtXml(text));
       } catch (err) {
         notes.push(`cannot parse ${path}: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
+  }
+  if (over.length > 0) {
+    notes.push(
+      `skipped ${over.length} libvirt domain file${over.length === 1 ? "" : "s"} (${over.slice(0, 5).join(", ")}${over.length > 5 ? ", ..." : ""}): ` +
+        `over ${MAX_LIBVIRT_TOTAL / 1024 / 1024} MiB of domain XML together, the most read in one look`,
+    );
   }
   return { domains, notes };
 }

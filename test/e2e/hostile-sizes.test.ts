@@ -149,4 +149,36 @@ describe("ports list with huge inputs", () => {
     expect(r.stderr.length, seen).toBeLessThan(3000);
     expect(r.stderr, seen).toMatch(/^vmchan: no running VM named "x+… \(\d+ more characters\) \(hint: /);
   }, 180_000);
+
+  test("a 15,000-port VM that libvirt also lists (every port merged by id) is listed in bounded memory", async () => {
+    const fx = fixture();
+    bigVm(fx, "both", 15_000, 5151);
+    // The same VM in libvirt's XML, its channels' aliases being the command line's device ids.
+    const xml = bigDomainXml("both", 14_000).replace(/alias name='channel(\d+)'/g, "alias name='p$1'");
+    fx.file("/run/libvirt/qemu/both.xml", xml);
+    const r = await listed(["ports", "list", "--no-qmp", "--root", fx.root]);
+    const seen = `what I saw: code ${r.code}, peak ${MiB(r.peak)}, stderr:\n${r.stderr.slice(0, 1000)}\n${r.stdout.slice(0, 600)}`;
+    expect(r.code, seen).toBe(0);
+    expect(r.peak, seen).toBeLessThan(RSS_BOUND);
+    // Merged: one VM, the command line's 15,000 ports, guest state from libvirt (state='disconnected').
+    expect(r.stdout.split("\n").length, seen).toBe(15_000 + 2);
+    expect(r.stdout, seen).toMatch(/^both +5151 +org\.p0 +serial +\/run\/vm\/p0\.sock +we connect +closed +unknown$/m);
+  }, 180_000);
+
+  test("many big libvirt XML files: parsed up to 6 MiB together, the rest skipped with one note", async () => {
+    const fx = fixture();
+    const xml = bigDomainXml("d", 8_000);
+    const domain = (i: number) =>
+      xml.replaceAll("<name>d</name>", `<name>d${i}</name>`).replace("pid='5151'", `pid='${6000 + i}'`).replace("1b4e28ba", `0000000${i}`);
+    for (let i = 0; i < 6; i++) fx.file(`/run/libvirt/qemu/d${i}.xml`, domain(i));
+    const r = await listed(["ports", "list", "--no-qmp", "--root", fx.root]);
+    const seen = `what I saw: code ${r.code}, peak ${MiB(r.peak)}, xml ${xml.length} bytes each, stderr:\n${r.stderr.slice(0, 1000)}`;
+    expect(xml.length * 2).toBeLessThan(6 * 1024 * 1024);
+    expect(xml.length * 3).toBeGreaterThan(6 * 1024 * 1024);
+    expect(r.code, seen).toBe(0);
+    expect(r.peak, seen).toBeLessThan(RSS_BOUND);
+    expect(r.stderr, seen).toMatch(/^vmchan: note: skipped 4 libvirt domain files \(\S+d2\.xml, \S+d3\.xml, \S+d4\.xml, \S+d5\.xml\): over 6 MiB of domain XML together, the most read in one look$/m);
+    expect(r.stdout, seen).toMatch(/^d1 +6001 /m);
+    expect(r.stdout, seen).not.toMatch(/^d2 /m);
+  }, 180_000);
 });
