@@ -300,7 +300,7 @@ export class HostWatcher {
       if (path !== null) session.forget(path);
       this.#enqueue(st, () => {
         // An id-less port's QOM path is /machine/peripheral-anon/device[N]: only a poll can tell which it was.
-        const port = [...st.ports.entries()].find(([, p]) => id !== null && p.id === id);
+        const port = id === null ? undefined : _entryById(st.ports, id);
         if (port) {
           st.ports.delete(port[0]);
           this.#emitPort(st, "port-removed", port[1], "qmp-event");
@@ -316,17 +316,22 @@ export class HostWatcher {
     if (id === null || typeof open !== "boolean") return;
     // One queued handler per id: a later event only updates the state it will handle.
     const queued = st.eventsPending.has(id);
+    if (!queued && st.eventsPending.size >= maxPendingIds(st.ports.size)) {
+      // Events for ever more ids that are not ports (each asks for a poll) pile up faster than they are handled.
+      this.#drop(st, session, `events for over ${maxPendingIds(st.ports.size)} unhandled device ids at once`);
+      return;
+    }
     st.eventsPending.set(id, open);
     if (queued) return;
     this.#enqueue(st, async () => {
       const open = st.eventsPending.get(id);
       st.eventsPending.delete(id);
       if (open === undefined) return;
-      let entry = [...st.ports.entries()].find(([, p]) => p.id === id);
+      let entry = _entryById(st.ports, id);
       // A port hot-plugged since the last poll: learn its name first.
       if (!entry) {
         await this.#refresh(st, id);
-        entry = [...st.ports.entries()].find(([, p]) => p.id === id);
+        entry = _entryById(st.ports, id);
       }
       const port: TrackedPort = entry?.[1] ?? { ...hostPortWithId(id), openVia: null, fresh: false };
       if (port.kind === "console") return; // a virtconsole is "open" whenever the driver is loaded
@@ -354,16 +359,20 @@ export class HostWatcher {
     w.count++;
     const limit = maxEventsPerSecond(st.ports.size);
     if (w.count <= limit) return false;
+    this.#drop(st, session, `over ${limit} events within 1 s (QEMU sends at most one VSERPORT_CHANGE per port per second)`);
+    return true;
+  }
+
+  /** Drops a misbehaving QMP peer for good: session closed and not retried, one note, guest state unknown. */
+  #drop(st: VmState, session: QmpWatchSession, why: string): void {
     session.close();
     st.session = null;
     st.retryAt = Infinity;
     st.eventsPending.clear();
     for (const [key, p] of st.ports) st.ports.set(key, { ...p, guestOpen: null, openVia: null });
     this.#noteOnce(
-      `${vmLabel(st.vm)}: dropped the QMP peer at ${session.path}: over ${limit} events within 1 s (QEMU sends at most one ` +
-        `VSERPORT_CHANGE per port per second); the guest open/close state of its ports is unknown from now on`,
+      `${vmLabel(st.vm)}: dropped the QMP peer at ${session.path}: ${why}; the guest open/close state of its ports is unknown from now on`,
     );
-    return true;
   }
 
   #stopped(st: VmState): void {
@@ -402,8 +411,23 @@ export function maxEventsPerSecond(ports: number): number {
   return 1000 + 4 * ports;
 }
 
+/**
+ * Device ids with an event waiting to be handled, at most. Events for a real VM's ports are one entry per port;
+ * ids it does not have come only from hot-plug, a few at a time.
+ */
+export function maxPendingIds(ports: number): number {
+  return 256 + 2 * ports;
+}
+
 function hostPortWithId(id: string): HostPort {
   return { name: null, kind: "serial", id, chardev: null, bus: null, nr: null, backend: null, qemuBackend: null, path: null, address: null, mode: null, reconnectMs: null, guestOpen: null, held: null };
+}
+
+/** The tracked port with device id `id`: a port with an id is keyed by it (see _portKey), so no scan is needed. */
+function _entryById(ports: Map<string, TrackedPort>, id: string): [string, TrackedPort] | undefined {
+  const key = `id:${id}`;
+  const p = ports.get(key);
+  return p === undefined ? undefined : [key, p];
 }
 
 /** A VM's identity across rounds: its pid, else (libvirt without a pid) its name or uuid. */

@@ -3,7 +3,7 @@ import type { DiscoverOptions } from "../../lib/host/discover.ts";
 import { type HostDiscovery, type HostPort, type HostVm, hostPort } from "../../lib/host/model.ts";
 import { type QmpEvent, QmpError } from "../../lib/host/qmp.ts";
 import { HostWatchEvent } from "../../lib/watch/event.ts";
-import { type HostChange, HostWatcher, maxEventsPerSecond } from "../../lib/watch/host-watcher.ts";
+import { type HostChange, HostWatcher, maxEventsPerSecond, maxPendingIds } from "../../lib/watch/host-watcher.ts";
 import type { QmpEventClient, QmpEventConnect } from "../../lib/watch/qmp-session.ts";
 
 const BUS = "/machine/peripheral/vs0/virtio-backend/vs0.0";
@@ -406,7 +406,7 @@ describe("host watcher", () => {
     qmp.fire("VSERPORT_CHANGE", { id: "port-a", open: true });
     await s.settle();
     s.take();
-    for (let i = 0; i < maxEventsPerSecond(3) + 10; i++) qmp.fire("VSERPORT_CHANGE", { id: `x${i}`, open: true });
+    for (let i = 0; i < maxEventsPerSecond(3) + 10; i++) qmp.fire("VSERPORT_CHANGE", { id: "port-a", open: i % 2 === 0 });
     await s.settle();
     expect(qmp.closed).toBe(true);
     expect(s.notes.filter((n) => /dropped the QMP peer/.test(n)), `what I saw: ${JSON.stringify(s.notes)}`).toEqual([
@@ -416,6 +416,20 @@ describe("host watcher", () => {
     await s.watcher.tick();
     await s.settle();
     expect(s.clients.length).toBe(1);
+    s.watcher.close();
+  });
+
+  test("events for ever more ids that are no port are not queued without bound: the peer is dropped", async () => {
+    const s = scene({ delayMs: 1 });
+    await s.watcher.tick();
+    await s.settle();
+    const qmp = s.clients[0]!;
+    for (let i = 0; i < maxPendingIds(3) + 5; i++) qmp.fire("VSERPORT_CHANGE", { id: `ghost${i}`, open: true });
+    await s.settle();
+    expect(qmp.closed).toBe(true);
+    expect(s.notes, `what I saw: ${JSON.stringify(s.notes)}`).toContain(
+      `VM "vm1" (pid 4242): dropped the QMP peer at /run/vm1/qmp.sock: events for over ${maxPendingIds(3)} unhandled device ids at once; the guest open/close state of its ports is unknown from now on`,
+    );
     s.watcher.close();
   });
 });
