@@ -1,5 +1,5 @@
 import * as z from "zod/mini";
-import { escapeText, safeJson } from "../escape.ts";
+import { clipText, safeJson } from "../escape.ts";
 
 /** What `ports watch` reports from inside a guest: sysfs for ports coming and going, debugfs for the host's connection. */
 export const GuestWatchEvent = z.object({
@@ -80,5 +80,5 @@ export function formatHumanLine(ev: WatchEvent): string {
     if (ev.coalesced) details.push("coalesced: QEMU dropped the opposite change within 1 s");
   }
   details.push(`via ${ev.via}`);
-  return `${clock}  ${ev.event.padEnd(17)}  ${escapeText(where).padEnd(24)}  ${escapeText(details.join(", "))}\n`;
+  return `${clock}  ${ev.event.padEnd(17)}  ${clipText(where, 200).padEnd(24)}  ${clipText(details.join(", "), 1000)}\n`;
 }

@@ -144,4 +144,14 @@ describe("hostile names never reach the terminal raw", () => {
     const json = await vmchan(["ports", "list", "--no-qmp", "--json", "--root", fx.root]);
     expect(unsafeBytes(json.stdout), `what I saw: ${JSON.stringify(json.stdout.toString())}`).toEqual([]);
   });
+
+  test("usage errors quoting what was typed are escaped too", async () => {
+    for (const args of [["ports", "list", "--x\x1b]0;t\x07\u009b"], ["bad\x1b[2J\nverb"], ["cat", "a", "b\u2028", "c"]]) {
+      const r = await vmchan(args);
+      const seen = `what I saw for ${JSON.stringify(args)}: code ${r.code}, stderr ${JSON.stringify(r.stderr)}`;
+      expect(r.code, seen).toBe(2);
+      expect(unsafeBytes(Buffer.from(r.stderr)), seen).toEqual([]);
+      expect(r.stderr.split("\n").length, seen).toBe(2);
+    }
+  });
 });
