@@ -185,7 +185,7 @@ export class QmpClient {
     if ("error" in msg) {
       const error = msg.error;
       const errorClass = isRecord(error) && typeof error.class === "string" ? error.class : "GenericError";
-      const desc = isRecord(error) && typeof error.desc === "string" ? error.desc : JSON.stringify(error);
+      const desc = isRecord(error) && typeof error.desc === "string" ? error.desc : _describeOddError(error);
       p.reject(new QmpError(p.command, errorClass, desc));
     } else {
       p.resolve(msg.return);
@@ -210,6 +210,20 @@ const closeEvent = "vmchan:closed";
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * An error reply without a string `desc`, in at most 200 characters. It is whatever the peer sent: nested a
+ * million deep it would overflow JSON.stringify's stack, and it could be megabytes.
+ */
+function _describeOddError(error: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(error) ?? String(error);
+  } catch {
+    return "an error reply too deeply nested to show";
+  }
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
 }
 
 function _parse(line: string): Record<string, unknown> | null {

@@ -227,6 +227,25 @@ describe("QmpClient", () => {
   });
 });
 
+describe("QMP error replies from a hostile peer", () => {
+  test("an error nested a million deep or megabytes long rejects with a short description, no crash", async () => {
+    const f = await start((req) => (req.execute === "qmp_capabilities" ? { return: {}, id: req.id } : null));
+    client = await QmpClient.connect(f.path);
+    const deep = client.execute("query-status").catch((e: unknown) => e);
+    await f.requestCount(2);
+    f.send(`{"error": ${"[".repeat(1_000_000)}${"]".repeat(1_000_000)}, "id": "vmchan-2"}\n`);
+    const e1 = await deep;
+    expect(e1, `what I saw: ${String(e1)}`).toBeInstanceOf(QmpError);
+    expect((e1 as QmpError).desc).toBe("an error reply too deeply nested to show");
+    const long = client.execute("query-status").catch((e: unknown) => e);
+    await f.requestCount(3);
+    f.send(`{"error": {"class": "X", "data": "${"d".repeat(2_000_000)}"}, "id": "vmchan-3"}\n`);
+    const e2 = (await long) as QmpError;
+    expect(e2.desc.length, `what I saw: ${e2.desc.slice(0, 100)}`).toBeLessThan(300);
+    expect(e2.errorClass).toBe("X");
+  });
+});
+
 describe("QMP line splitting", () => {
   test("lines split across chunks, CRLF and blank lines; a line at the bound passes, one byte more throws", () => {
     const split = _lineSplitter(10);
