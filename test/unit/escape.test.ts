@@ -31,6 +31,7 @@ describe("escaping of names and peer text", () => {
     expect(escapeText("a\x1b[2J\x07b\nc\rd\te\x7f")).toBe("a\\x1b[2J\\x07b\\x0ac\\x0dd\\x09e\\x7f");
     expect(escapeText("\u0080\u009b\u009f")).toBe("\\x80\\x9b\\x9f");
     expect(escapeText("x\u2028y\u2029z\u202e\u2066")).toBe("x\\u2028y\\u2029z\\u202e\\u2066");
+    expect(escapeText("m\u200e\u200f\u061c")).toBe("m\\u200e\\u200f\\u061c");
     // A lone surrogate is not text; a pair (an emoji) is.
     expect(escapeText("\ud800x\udc00 \ud83d\ude00")).toBe("\\ud800x\\udc00 \ud83d\ude00");
   });
