@@ -22,7 +22,7 @@ export const MAX_CMDLINE = 4 * 1024 * 1024;
  * command lines are a few KiB (a hundred VMs fit in 1 MiB), so processes of root and of this user come first,
  * then the smallest, and the largest are skipped, with a note.
  */
-export const MAX_CMDLINES_TOTAL = 6 * 1024 * 1024;
+export const MAX_CMDLINES_TOTAL = 4 * 1024 * 1024;
 
 /**
  * Finds QEMU processes under `procDir` by argv[0] (`qemu-system-*`, `qemu-kvm`), falling back to

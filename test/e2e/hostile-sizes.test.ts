@@ -135,7 +135,7 @@ describe("ports list with huge inputs", () => {
     expect(r.code, seen).toBe(0);
     expect(r.peak, seen).toBeLessThan(RSS_BOUND);
     expect(r.stdout, seen).toMatch(/^real +9999 +org\.p1 /m);
-    expect(r.stderr, seen).toMatch(/^vmchan: note: skipped \d QEMU processes \(pid [\d, ]+\): their command lines exceed 6 MiB with the others, the most read in one look \(the longest are skipped\)$/m);
+    expect(r.stderr, seen).toMatch(/^vmchan: note: skipped \d QEMU processes \(pid [\d, ]+\): their command lines exceed 4 MiB with the others, the most read in one look \(the longest are skipped\)$/m);
     expect(r.stderr.trimEnd().split("\n").length, seen).toBe(1);
   }, 180_000);
 
