@@ -164,8 +164,25 @@ export class QmpClient {
     this.#socket.destroy();
   }
 
+  /** Start of the current one-second window and the unsolicited messages (events, noise) counted in it. */
+  #window = { start: 0, count: 0 };
+
+  /** Counts a message that answers no command; a peer sending more than MAX_UNSOLICITED_PER_SECOND is dropped. */
+  #unsolicited(): boolean {
+    const now = performance.now();
+    if (now - this.#window.start >= 1000) this.#window = { start: now, count: 0 };
+    if (++this.#window.count <= MAX_UNSOLICITED_PER_SECOND) return false;
+    this.#shutdown(new QmpPeerError(`QMP peer floods: over ${MAX_UNSOLICITED_PER_SECOND} events or other unasked-for messages within 1 s (QEMU rate-limits the events a guest can cause)`));
+    this.#socket.destroy();
+    return true;
+  }
+
   #handleLine(line: string): void {
+    if (this.#closedError) return;
     const msg = _parse(line);
+    if (!msg || typeof msg.event === "string" || !("return" in msg || "error" in msg)) {
+      if (this.#unsolicited()) return;
+    }
     if (!msg) return;
     if (typeof msg.event === "string") {
       const ev: QmpEvent = { event: msg.event, data: isRecord(msg.data) ? msg.data : {}, timestamp: msg.timestamp };
@@ -204,6 +221,13 @@ export class QmpClient {
     this.#listeners.clear();
   }
 }
+
+/**
+ * Events and other messages no command asked for, per second, before the peer is dropped. QEMU rate-limits the
+ * events a guest can trigger to about one per second per source; even a VM with thousands of ports changing at
+ * once stays well below this.
+ */
+export const MAX_UNSOLICITED_PER_SECOND = 10_000;
 
 // Not a QMP event name (QMP names are upper case): used only inside this file.
 const closeEvent = "vmchan:closed";

@@ -371,7 +371,7 @@ export class HostWatcher {
     st.eventsPending.clear();
     for (const [key, p] of st.ports) st.ports.set(key, { ...p, guestOpen: null, openVia: null });
     this.#noteOnce(
-      `${vmLabel(st.vm)}: dropped the QMP peer at ${session.path}: ${why}; the guest open/close state of its ports is unknown from now on`,
+      `${vmLabel(st.vm)}: dropped the QMP peer at ${session.path}: it floods (${why}); the guest open/close state of its ports is unknown from now on`,
     );
   }
 

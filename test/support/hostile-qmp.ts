@@ -5,8 +5,11 @@ const greeting = JSON.stringify({ QMP: { version: { qemu: { major: 7, minor: 2, 
 
 /** What a hostile QMP peer does once the client has entered command mode. */
 export type Misbehaviour =
-  /** Writes this text again and again, as fast as the client reads (events, or one endless line without a newline). */
-  | { flood: () => string }
+  /**
+   * Writes this text again and again, as fast as the client reads (events, or one endless line without a newline):
+   * once qmp_capabilities is answered, or with `early` right after the greeting, never answering anything.
+   */
+  | { flood: () => string; early?: boolean }
   /** Answers every command with this error text. */
   | { errorDesc: string };
 
@@ -31,6 +34,11 @@ export class HostileQmp {
       sock.write(greeting + "\r\n");
       let buf = "";
       let flooding = false;
+      if ("flood" in this.how && this.how.early) {
+        flooding = true;
+        this.#flood(sock, this.how.flood);
+        return;
+      }
       sock.on("data", (chunk) => {
         buf += chunk.toString();
         let at: number;

@@ -410,7 +410,7 @@ describe("host watcher", () => {
     await s.settle();
     expect(qmp.closed).toBe(true);
     expect(s.notes.filter((n) => /dropped the QMP peer/.test(n)), `what I saw: ${JSON.stringify(s.notes)}`).toEqual([
-      `VM "vm1" (pid 4242): dropped the QMP peer at /run/vm1/qmp.sock: over ${maxEventsPerSecond(3)} events within 1 s (QEMU sends at most one VSERPORT_CHANGE per port per second); the guest open/close state of its ports is unknown from now on`,
+      `VM "vm1" (pid 4242): dropped the QMP peer at /run/vm1/qmp.sock: it floods (over ${maxEventsPerSecond(3)} events within 1 s (QEMU sends at most one VSERPORT_CHANGE per port per second)); the guest open/close state of its ports is unknown from now on`,
     ]);
     // Not reconnected: the next rounds leave it dropped.
     await s.watcher.tick();
@@ -428,7 +428,7 @@ describe("host watcher", () => {
     await s.settle();
     expect(qmp.closed).toBe(true);
     expect(s.notes, `what I saw: ${JSON.stringify(s.notes)}`).toContain(
-      `VM "vm1" (pid 4242): dropped the QMP peer at /run/vm1/qmp.sock: events for over ${maxPendingIds(3)} unhandled device ids at once; the guest open/close state of its ports is unknown from now on`,
+      `VM "vm1" (pid 4242): dropped the QMP peer at /run/vm1/qmp.sock: it floods (events for over ${maxPendingIds(3)} unhandled device ids at once); the guest open/close state of its ports is unknown from now on`,
     );
     s.watcher.close();
   });
