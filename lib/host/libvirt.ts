@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import { join } from "node:path";
-import { readFileBounded, TooLargeError } from "./bounded-read.ts";
+import { readFileBounded, TooLargeError } from "../bounded-read.ts";
 import { describeError } from "./describe-error.ts";
 import { hostPort, type HostPort, type HostVm } from "./model.ts";
 import { child, childrenNamed, parseXml, type XmlElement } from "./xml.ts";

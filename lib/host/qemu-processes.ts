@@ -1,5 +1,5 @@
 import * as fs from "node:fs";
-import { readFileBounded, TooLargeError } from "./bounded-read.ts";
+import { readFileBounded, TooLargeError } from "../bounded-read.ts";
 import { isQemuCommand, splitCmdline } from "./cmdline.ts";
 import { describeError } from "./describe-error.ts";
 

@@ -181,4 +181,23 @@ describe("ports list with huge inputs", () => {
     expect(r.stdout, seen).toMatch(/^d1 +6001 /m);
     expect(r.stdout, seen).not.toMatch(/^d2 /m);
   }, 180_000);
+
+  test("a guest tree (a mounted image) whose name files are endless, FIFOs or huge: listed at once in bounded memory", async () => {
+    const fx = fixture();
+    fx.port("vport0p1", "org.ok");
+    fx.dir("/sys/class/virtio-ports/vport0p2").file("/dev/vport0p2", "");
+    fx.link("/sys/class/virtio-ports/vport0p2/name", "/dev/zero");
+    fx.dir("/sys/class/virtio-ports/vport0p3").file("/dev/vport0p3", "");
+    expect(Bun.spawnSync(["mkfifo", join(fx.root, "sys/class/virtio-ports/vport0p3/name")]).exitCode).toBe(0);
+    fx.file("/sys/class/virtio-ports/vport0p4/name", "n".repeat(10 * 1024 * 1024)).file("/dev/vport0p4", "");
+    fx.process(777, "c".repeat(1024 * 1024), ["/dev/vport0p1"]);
+    const r = await listed(["ports", "list", "--root", fx.root]);
+    const seen = `what I saw: code ${r.code}, peak ${MiB(r.peak)}, stderr: ${r.stderr.slice(0, 500)}, stdout:\n${r.stdout.slice(0, 2000)}`;
+    expect(r.code, seen).toBe(0);
+    expect(r.peak, seen).toBeLessThan(RSS_BOUND);
+    const rows = r.stdout.trimEnd().split("\n");
+    expect(rows.length, seen).toBe(5);
+    expect(rows[1], seen).toMatch(/^org\.ok +\/dev\/vport0p1 .* 777 \(c{50,}/);
+    for (const row of rows) expect(row.length, seen).toBeLessThan(800);
+  }, 180_000);
 });

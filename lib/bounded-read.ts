@@ -39,3 +39,26 @@ export function readFileBounded(path: string, limit: number): string {
     fs.closeSync(fd);
   }
 }
+
+/** The first `max` bytes of a file (fewer if it is shorter), as UTF-8; for when only the beginning matters. */
+export function readFilePrefix(path: string, max: number): string {
+  const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOCTTY | fs.constants.O_NONBLOCK);
+  try {
+    const buf = Buffer.allocUnsafe(max);
+    let total = 0;
+    while (total < max) {
+      const n = fs.readSync(fd, buf, total, max - total, null);
+      if (n === 0) break;
+      total += n;
+    }
+    return buf.subarray(0, total).toString("utf8");
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Most of a sysfs or debugfs attribute read (a port name, host_connected...). The kernel gives at most a page;
+ * under --root the tree may be a mounted image or a fixture, where a "file" could be endless or a FIFO.
+ */
+export const MAX_ATTRIBUTE = 64 * 1024;
