@@ -1,4 +1,11 @@
 import * as fs from "node:fs";
+import { readFileBounded } from "../bounded-read.ts";
+
+/**
+ * Most of /proc/net/unix read: about 100 bytes a socket, so room for a million sockets; the kernel's file is
+ * never endless, a fixture's or an image's could be.
+ */
+export const MAX_NET_UNIX = 128 * 1024 * 1024;
 
 /** One line of /proc/net/unix. */
 export interface UnixSocketEntry {
@@ -36,7 +43,7 @@ export interface ProcSockets {
  * underlying error (EACCES for another user's QEMU when not root) so the caller can note it.
  */
 export function readProcSockets(procDir: string, pid: number): ProcSockets {
-  const entries = parseProcNetUnix(fs.readFileSync(`${procDir}/${pid}/net/unix`, "utf8"));
+  const entries = parseProcNetUnix(readFileBounded(`${procDir}/${pid}/net/unix`, MAX_NET_UNIX));
   const byInode = new Map(entries.map((e) => [e.inode, e]));
   const pathByFd = new Map<number, string>();
   const connected = new Set<string>();

@@ -1,5 +1,5 @@
-import * as fs from "node:fs";
-import { parseProcNetUnix } from "./proc-sockets.ts";
+import { readFileBounded } from "../bounded-read.ts";
+import { MAX_NET_UNIX, parseProcNetUnix } from "./proc-sockets.ts";
 
 /**
  * Whether a client is already connected to the unix socket a server listens on at `path`, from
@@ -10,7 +10,7 @@ import { parseProcNetUnix } from "./proc-sockets.ts";
 export function unixSocketHeld(path: string, procNetUnix = "/proc/net/unix"): boolean | null {
   let text: string;
   try {
-    text = fs.readFileSync(procNetUnix, "utf8");
+    text = readFileBounded(procNetUnix, MAX_NET_UNIX);
   } catch {
     return null;
   }
