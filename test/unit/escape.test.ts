@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { VmchanError, formatError } from "../../lib/errors.ts";
 import { clipText, escapeControls, escapeLines, escapeText, escapingSink, MAX_MESSAGE, safeJson } from "../../lib/escape.ts";
 import { ChunkedWriter, tableCell, writeJson } from "../../lib/table.ts";
+import { formatHumanLine, formatJsonLine } from "../../lib/watch/event.ts";
 
 const esc = (s: string | Uint8Array) => Buffer.from(escapeControls(typeof s === "string" ? Buffer.from(s) : s, { pending: false })).toString();
 
@@ -81,5 +82,21 @@ describe("escaping of names and peer text", () => {
     expect(text.length).toBeLessThan(MAX_MESSAGE + 100);
     expect(text).toMatch(/^vmchan: no port named "x" in VM "vm1": it has "org\.p0\\x1b", .*… \(\d+ more characters\)\n$/);
     expect(clipText("short\x07")).toBe("short\\x07");
+  });
+
+  test("watch lines: a hostile VM or port name is one escaped, bounded line, human or JSON", () => {
+    const ev = {
+      time: "2026-01-01T00:00:00.000Z", side: "host", event: "port-added", vm: "v\x1b[2J\n12:00:00.000  vm-stopped  x", pid: 1,
+      port: "p\u009b\u2028" + "q".repeat(100_000), id: "i\x07", path: "/s\r.sock", via: "qmp-poll",
+    } as const;
+    const human = formatHumanLine(ev);
+    expect(human.split("\n").length, `what I saw: ${human.slice(0, 300)}`).toBe(2);
+    expect(human).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/);
+    expect(human.length).toBeLessThan(1500);
+    expect(human).toContain("v\\x1b[2J\\x0a12:00:00.000");
+    const json = formatJsonLine(ev);
+    expect(json.split("\n").length).toBe(2);
+    expect(json).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/);
+    expect(JSON.parse(json)).toEqual(ev);
   });
 });
