@@ -295,8 +295,8 @@ export class HostWatcher {
     if (st.session !== session) return;
     if (this.#flooded(st, session)) return;
     if (ev.event === "DEVICE_DELETED") {
-      const id = typeof ev.data.device === "string" ? ev.data.device : null;
-      const path = typeof ev.data.path === "string" ? ev.data.path : null;
+      const id = _short(ev.data.device);
+      const path = _short(ev.data.path);
       if (path !== null) session.forget(path);
       this.#enqueue(st, () => {
         // An id-less port's QOM path is /machine/peripheral-anon/device[N]: only a poll can tell which it was.
@@ -311,7 +311,7 @@ export class HostWatcher {
       return;
     }
     if (ev.event !== "VSERPORT_CHANGE") return;
-    const id = typeof ev.data.id === "string" ? ev.data.id : null;
+    const id = _short(ev.data.id);
     const open = ev.data.open;
     if (id === null || typeof open !== "boolean") return;
     // One queued handler per id: a later event only updates the state it will handle.
@@ -421,6 +421,14 @@ export function maxPendingIds(ports: number): number {
 
 function hostPortWithId(id: string): HostPort {
   return { name: null, kind: "serial", id, chardev: null, bus: null, nr: null, backend: null, qemuBackend: null, path: null, address: null, mode: null, reconnectMs: null, guestOpen: null, held: null };
+}
+
+/**
+ * A device id or QOM path from an event, or null: QEMU's are short, and one of megabytes (up to the QMP line
+ * bound) must not be kept per pending event or printed per line.
+ */
+function _short(v: unknown): string | null {
+  return typeof v === "string" && v.length <= 4096 ? v : null;
 }
 
 /** The tracked port with device id `id`: a port with an id is keyed by it (see _portKey), so no scan is needed. */

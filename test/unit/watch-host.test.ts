@@ -432,4 +432,19 @@ describe("host watcher", () => {
     );
     s.watcher.close();
   });
+
+  test("an event with a megabyte-long device id is ignored: nothing queued, nothing printed", async () => {
+    const s = scene();
+    await s.watcher.tick();
+    await s.settle();
+    const qmp = s.clients[0]!;
+    const calls = qmp.calls.length;
+    for (let i = 0; i < 50; i++) qmp.fire("VSERPORT_CHANGE", { id: `${i}`.padEnd(1024 * 1024, "x"), open: true });
+    qmp.fire("DEVICE_DELETED", { device: "d".repeat(1024 * 1024), path: "/machine/peripheral-anon/" + "p".repeat(1024 * 1024) });
+    await s.settle();
+    expect(s.take()).toEqual([]);
+    expect(qmp.calls.length, `what I saw: ${qmp.calls.slice(calls).join(", ")}`).toBe(calls);
+    expect(qmp.closed).toBe(false);
+    s.watcher.close();
+  });
 });
