@@ -7,7 +7,8 @@ import { defaultLibvirtDirs } from "./host/libvirt.ts";
 import type { HostDiscovery, HostVm } from "./host/model.ts";
 import { vmSelectorOf, vmsMatching } from "./host/resolve-vm-port.ts";
 import type { GuestPort, PortsListing } from "./schema.ts";
-import { formatTable } from "./table.ts";
+import { clipText } from "./escape.ts";
+import { ChunkedWriter, writeJson, writeTable } from "./table.ts";
 
 export interface PortsListOptions {
   /** Print JSON (schema: PortsListing) instead of tables. Default false. */
@@ -29,7 +30,7 @@ export async function portsList(ctx: Context, options: PortsListOptions = {}): P
     filter: matches,
     passwdFile: under(ctx.root, "/etc/passwd"),
   });
-  for (const note of host.notes) ctx.err(`vmchan: note: ${note}\n`);
+  for (const note of host.notes) ctx.err(`vmchan: note: ${clipText(note)}\n`);
   if (options.vm !== undefined && host.vms.length === 0)
     throw new VmchanError(`no running VM named "${options.vm}"`, { code: ExitCode.notFound, hint: "see 'vmchan ports list' for every VM" });
   if (guest.length === 0 && host.vms.length === 0) {
@@ -37,19 +38,30 @@ export async function portsList(ctx: Context, options: PortsListOptions = {}): P
     throw new VmchanError(`no virtio-serial ports: ${reason}, and it runs no QEMU VM`, { code: ExitCode.noPorts, hint });
   }
   const listing: PortsListing = { guest, host };
+  // Written in chunks as made: a listing of many ports is never one giant string.
+  const out = new ChunkedWriter(ctx.out);
   if (options.json) {
-    ctx.out(JSON.stringify(listing, null, 2) + "\n");
+    writeJson(listing, out);
+    out.add("\n");
+    out.flush();
     return ExitCode.ok;
   }
   const both = guest.length > 0 && host.vms.length > 0;
-  if (guest.length > 0) ctx.out((both ? "Guest ports:\n" : "") + guestTable(guest));
-  if (host.vms.length > 0) ctx.out((both ? "\nHost VMs:\n" : "") + hostTable(host));
+  if (guest.length > 0) {
+    if (both) out.add("Guest ports:\n");
+    guestTable(guest, out);
+  }
+  if (host.vms.length > 0) {
+    if (both) out.add("\nHost VMs:\n");
+    hostTable(host, out);
+  }
+  out.flush();
   return ExitCode.ok;
 }
 
 const unknown = "unknown";
 
-function guestTable(ports: readonly GuestPort[]): string {
+function guestTable(ports: readonly GuestPort[], out: ChunkedWriter): void {
   const rows = ports.map((p) => [
     p.name ?? "(unnamed)",
     p.device,
@@ -65,10 +77,10 @@ function guestTable(ports: readonly GuestPort[]): string {
         ? "-"
         : "?",
   ]);
-  return formatTable(["NAME", "DEVICE", "LINK", "KIND", "HOST", "GUEST", "SENT", "RECEIVED", "HELD BY"], rows);
+  writeTable(["NAME", "DEVICE", "LINK", "KIND", "HOST", "GUEST", "SENT", "RECEIVED", "HELD BY"], () => rows, out);
 }
 
-function hostTable(host: HostDiscovery): string {
+function hostTable(host: HostDiscovery, out: ChunkedWriter): void {
   const rows = host.vms.flatMap((vm) =>
     (vm.ports.length ? vm.ports : [null]).map((p) =>
       p === null
@@ -86,7 +98,7 @@ function hostTable(host: HostDiscovery): string {
           ],
     ),
   );
-  return formatTable(["VM", "PID", "USER", "PORT", "KIND", "SOCKET", "MODE", "GUEST", "CLIENT"], rows);
+  writeTable(["VM", "PID", "USER", "PORT", "KIND", "SOCKET", "MODE", "GUEST", "CLIENT"], () => rows, out);
 }
 
 /** Who runs the VM: user name, else uid; "-" when unknown. */

@@ -83,10 +83,11 @@ export async function discoverHosts(opts: DiscoverOptions = {}): Promise<HostDis
   return { vms, notes };
 }
 
-/** How notes name a VM. */
+/** How notes name a VM; a name longer than 80 characters is cut there with an ellipsis (`--json` has it whole). */
 export function vmLabel(vm: Pick<HostVm, "name" | "pid">): string {
-  if (vm.name !== null && vm.pid !== null) return `VM "${vm.name}" (pid ${vm.pid})`;
-  return vm.name !== null ? `VM "${vm.name}"` : `VM with pid ${vm.pid}`;
+  const name = vm.name !== null && vm.name.length > 80 ? `${vm.name.slice(0, 79)}…` : vm.name;
+  if (name !== null && vm.pid !== null) return `VM "${name}" (pid ${vm.pid})`;
+  return name !== null ? `VM "${name}"` : `VM with pid ${vm.pid}`;
 }
 
 /** `f` called at most once, its result (or its failure, as null) kept. */
@@ -217,9 +218,15 @@ function _mergeLibvirt(vms: HostVm[], domains: LibvirtDomain[]): HostVm[] {
 /** Fills what the command line could not know (paths of fd-passed sockets, guest state) from libvirt, matching by device id, then name. */
 function _mergePorts(ports: HostPort[], fromLibvirt: HostPort[]): HostPort[] {
   const used = new Set<HostPort>();
+  // Indexed, first one wins as find() would: thousands of ports on both sides must not cost their product.
+  const byId = new Map<string, HostPort>();
+  const byName = new Map<string, HostPort>();
+  for (const x of fromLibvirt) {
+    if (x.id !== null && !byId.has(x.id)) byId.set(x.id, x);
+    if (x.name !== null && !byName.has(x.name)) byName.set(x.name, x);
+  }
   const merged = ports.map((p) => {
-    const l =
-      fromLibvirt.find((x) => p.id !== null && x.id === p.id) ?? fromLibvirt.find((x) => p.name !== null && x.name === p.name);
+    const l = (p.id !== null ? byId.get(p.id) : undefined) ?? (p.name !== null ? byName.get(p.name) : undefined);
     if (!l) return p;
     used.add(l);
     const unknownPath = p.backend === null || p.backend === "fd" || (p.path === null && p.address === null);

@@ -1,4 +1,5 @@
 import { type Context, under } from "../context.ts";
+import { clipText, escapeText } from "../escape.ts";
 import { FdSink } from "../fd-stream.ts";
 import { ExitCode } from "../exit-codes.ts";
 import { defaultLibvirtDirs } from "../host/libvirt.ts";
@@ -58,7 +59,7 @@ export async function portsWatch(ctx: Context, options: PortsWatchOptions = {}):
   };
   const format = options.json ? formatJsonLine : formatHumanLine;
   const emit = (change: UntimedEvent) => write(format({ time: new Date(now()).toISOString(), ...change } as WatchEvent));
-  const note = (text: string) => ctx.err(`vmchan: note: ${text}\n`);
+  const note = (text: string) => ctx.err(`vmchan: note: ${clipText(text)}\n`);
 
   const guest = options.vm === undefined ? new GuestWatcher(ctx.root, { now }) : null;
   const matches = (vm: HostVm) => options.vm === undefined || vmsMatching([vm], vmSelectorOf(options.vm)).length > 0;
@@ -90,7 +91,7 @@ export async function portsWatch(ctx: Context, options: PortsWatchOptions = {}):
     };
     pollGuest();
     await host.tick();
-    if (!done) ctx.err(`vmchan: ${_watching(guest, host, options.vm, guestMs, hostMs)}\n`);
+    if (!done) ctx.err(`vmchan: ${escapeText(_watching(guest, host, options.vm, guestMs, hostMs))}\n`);
 
     // One timer for both sides: under TCG each wake-up of the runtime costs about as much as a poll, so the host
     // round rides on every n-th guest poll instead of waking the process on its own.

@@ -33,6 +33,27 @@ describe("dynamic completion values", () => {
     expect(completeWords(spec, ["cat", "we"], candidates)).toBe("web:org.qemu.guest_agent.0\tserial /run/w.sock\n:4\n");
     expect(completeWords(spec, ["cat", "--vm", ""], candidates)).toBe("web\tQEMU pid 77\n:4\n");
   });
+
+  test("names with controls, newlines, C1 or separators are not offered (a space is: the shells quote it); descriptions are made printable", async () => {
+    fx = new FixtureRoot()
+      .port("vport0p1", "ok.port")
+      .port("vport0p2", "bad\nforged\tline")
+      .port("vport0p3", "esc\x1b[31m")
+      .port("vport0p4", "c1\u009b")
+      .port("vport0p5", "two words")
+      .port("vport0p6", "sep\u2028x")
+      .file("/proc/77/cmdline", ["qemu-system-x86_64", "-name", "vm\x07", "-chardev", "socket,id=c,path=/run/\x1b]0;t\x07.sock,server=on", "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=c,name=org.a"].join("\0") + "\0")
+      .file("/proc/78/cmdline", ["qemu-system-x86_64", "-name", "web", "-chardev", "socket,id=c,path=/run/\x1b]0;t\x07.sock,server=on", "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=c,name=org.b"].join("\0") + "\0");
+    const { Command } = await import("@commander-js/extra-typings");
+    const { catCommand } = await import("../../cli/cat.ts");
+    const program = new Command("vmchan");
+    program.addCommand(catCommand() as never);
+    const spec = commandSpec(program as never);
+    const candidates = await liveCandidates(fx.root);
+    const all = completeWords(spec, ["cat", ""], candidates);
+    expect(all, `what I saw: ${JSON.stringify(all)}`).toBe("ok.port\tunknown /dev/vport0p1\ntwo words\tunknown /dev/vport0p5\nweb:org.b\tserial /run/?]0;t?.sock\n:4\n");
+    expect(completeWords(spec, ["cat", "--vm", ""], candidates)).toBe("web\tQEMU pid 78\n:4\n");
+  });
 });
 
 describe("names that cannot be offered as they are", () => {
