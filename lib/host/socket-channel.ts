@@ -74,7 +74,17 @@ export function connectError(err: unknown, where: string, label: string): Vmchan
         code: ExitCode.permission,
         hint: "run as the user QEMU runs as, or as a member of the socket's group",
       });
-    default:
-      return new VmchanError(`${what}: ${(err as Error).message ?? String(err)}`, { cause: err });
+    case "ECONNRESET":
+    case "EPIPE":
+      // The kernel connected and the server accepted, then it went away before this side saw the connection open.
+      return new VmchanError(`connection "${label}" failed: the peer closed it as soon as it was made (${errnoOf(err)})`, {
+        code: ExitCode.peerGone,
+        hint: "the server at the other end accepted and went away; see whether it is still running",
+      });
+    default: {
+      const code = errnoOf(err);
+      const message = (err as Error).message ?? String(err);
+      return new VmchanError(`${what}: ${message}${code && !message.includes(code) ? ` (${code})` : ""}`, { cause: err });
+    }
   }
 }

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VmchanError } from "../../lib/errors.ts";
 import { ExitCode } from "../../lib/exit-codes.ts";
-import { SocketChannel } from "../../lib/host/socket-channel.ts";
+import { connectError, SocketChannel } from "../../lib/host/socket-channel.ts";
 import { unixSocketHeld } from "../../lib/host/unix-held.ts";
 import { pump } from "../../lib/relay.ts";
 import { bytesSource } from "../../lib/fd-stream.ts";
@@ -99,6 +99,15 @@ describe("host socket channel", () => {
     // the cap is 1 MiB; one socket read may overshoot it by a chunk
     expect(maxQueued).toBeLessThan(2 * 1024 * 1024);
     ch.close();
+  });
+
+  test("a connection the server resets at once is the peer-gone code; an unknown errno is named in the message", () => {
+    const reset = connectError(Object.assign(new Error("Failed to connect"), { code: "ECONNRESET" }), "/run/x.sock", "unix:/run/x.sock");
+    expect(reset.code).toBe(ExitCode.peerGone);
+    expect(reset.message).toBe('connection "unix:/run/x.sock" failed: the peer closed it as soon as it was made (ECONNRESET)');
+    const odd = connectError(Object.assign(new Error("Failed to connect"), { code: "EHOSTDOWN" }), "/run/x.sock", "unix:/run/x.sock");
+    expect(odd.code).toBe(ExitCode.failure);
+    expect(odd.message).toBe('cannot connect to "unix:/run/x.sock": Failed to connect (EHOSTDOWN)');
   });
 
   test("a missing socket is reported as not found with a hint", async () => {
