@@ -10,6 +10,7 @@ import { PortDevice, type PortOptions } from "./guest/port-device.ts";
 import { resolveGuestPort } from "./guest/resolve.ts";
 import { connectError, SocketChannel } from "./host/socket-channel.ts";
 import { SocketStream } from "./net/socket-stream.ts";
+import { childEnv } from "./runtime-env.ts";
 import type { Connector, Session } from "./session.ts";
 
 export interface ConnectorOptions extends PortOptions {
@@ -292,7 +293,7 @@ function listenError(err: unknown, where: string, label: string): VmchanError {
 export function spawnSession(argv: string[], label: string): Session {
   let proc: ReturnType<typeof Bun.spawn<"pipe", "pipe", "inherit">>;
   try {
-    proc = Bun.spawn(argv, { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+    proc = Bun.spawn(argv, { stdin: "pipe", stdout: "pipe", stderr: "inherit", env: childEnv() });
   } catch (err) {
     throw new VmchanError(`cannot run "${argv[0]}": ${errnoOf(err) === "ENOENT" ? "command not found" : (err as Error).message}`, {
       code: ExitCode.notFound,
