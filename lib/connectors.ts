@@ -28,7 +28,7 @@ export interface ConnectorOptions extends PortOptions {
 export function connectorFor(addr: Address, label: string, options: ConnectorOptions = {}): Connector {
   switch (addr.kind) {
     case "port":
-      return new PortConnector(addr.spec, label, options, options.log ?? (() => {}), options.events ?? (() => {}));
+      return new PortConnector(addr.spec, label, addr.anyDevice ? { ...options, anyDevice: true } : options, options.log ?? (() => {}), options.events ?? (() => {}));
     case "unix":
       return activeConnector(label, () => SocketChannel.connect(addr.path, label, { lingerMs: options.lingerMs }));
     case "vm-port":
@@ -97,7 +97,8 @@ class PortConnector implements Connector {
 
   prepare(): void {
     if (this.dev) return;
-    const ref = resolveGuestPort(this.spec, this.options.root ?? "/");
+    // file:PATH is taken as written; anything else is looked up as a guest port.
+    const ref = this.options.anyDevice ? { path: this.spec, label: this.label } : resolveGuestPort(this.spec, this.options.root ?? "/");
     this.dev = PortDevice.open(ref.path, ref.label, this.options);
   }
 
