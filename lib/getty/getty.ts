@@ -95,10 +95,10 @@ export async function getty(ctx: Context, specs: readonly string[], options: Get
 function prepare(target: GettyTarget, root: string, anyDevice: boolean): Prepared {
   if (target.kind === "serial") {
     checkPty(target.label);
-    return { target, dev: PortDevice.open(target.path, target.label, { root, follow: false, anyDevice }) };
+    return { target, dev: PortDevice.open(target.path, target.label, { root, follow: false, anyDevice, fileAddress: false }) };
   }
   // An hvc console only (never a file or another device), opened with O_NOCTTY: checking must not make it our controlling terminal.
-  fs.closeSync(openPortFd(target.path, target.label, { root, anyDevice }));
+  fs.closeSync(openPortFd(target.path, target.label, { root, anyDevice, fileAddress: false }));
   // /proc names the device as the guest sees it, without the root prefix.
   const device = `/dev/${target.tty}`;
   const holders = findHolders(root, [device]).holders.get(device) ?? [];

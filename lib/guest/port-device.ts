@@ -22,6 +22,8 @@ export interface PortOptions {
   root?: string;
   /** Open any existing file or device, without the virtio-serial check (`file:PATH`). Default false. */
   anyDevice?: boolean;
+  /** Whether the command accepts `file:PATH` (for the refusal's hint). Default true. */
+  fileAddress?: boolean;
 }
 
 /** What poll() says about a port right now (see the facts: IN|HUP = no host, 0 = ring full, HUP alone = unplugged). */
@@ -73,7 +75,7 @@ export class PortDevice implements Endpoint {
    */
   static open(path: string, label: string, opts: PortOptions = {}): PortDevice {
     installSigio();
-    const fd = openPortFd(path, label, { root: opts.root, anyDevice: opts.anyDevice });
+    const fd = openPortFd(path, label, { root: opts.root, anyDevice: opts.anyDevice, fileAddress: opts.fileAddress });
     const isConsole = /\/hvc\d+$/.test(path);
     try {
       enableSigio(fd);

@@ -9,6 +9,8 @@ export interface PortOpenOptions {
   root?: string;
   /** Open any existing file or device, without the virtio-serial check (`file:PATH`). Default false. */
   anyDevice?: boolean;
+  /** Whether the caller accepts `file:PATH`, so the refusal may suggest it. Default true. */
+  fileAddress?: boolean;
 }
 
 /** /proc/devices is a few hundred bytes; more than this is not the kernel's. */
@@ -28,7 +30,8 @@ export function openPortFd(path: string, label: string, options: PortOpenOptions
   } catch (err) {
     throw portOpenError(err, path, label, root);
   }
-  if (!options.anyDevice) checkPortDevice(before, path, label, root);
+  const fileAddress = options.fileAddress ?? true;
+  if (!options.anyDevice) checkPortDevice(before, path, label, root, fileAddress);
   let fd: number;
   try {
     fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
@@ -42,7 +45,7 @@ export function openPortFd(path: string, label: string, options: PortOpenOptions
         code: ExitCode.failure,
         hint: "someone changed the path under vmchan; check who can write to its directory",
       });
-    if (!options.anyDevice) checkPortDevice(after, path, label, root);
+    if (!options.anyDevice) checkPortDevice(after, path, label, root, fileAddress);
   } catch (err) {
     fs.closeSync(fd);
     throw err;
@@ -51,12 +54,14 @@ export function openPortFd(path: string, label: string, options: PortOpenOptions
 }
 
 /** Throws unless `st` is a virtio-serial port or an hvc console (a character device the kernel says is one). */
-export function checkPortDevice(st: fs.BigIntStats, path: string, label: string, root: string): void {
+export function checkPortDevice(st: fs.BigIntStats, path: string, label: string, root: string, fileAddress = true): void {
   const link = isSymlink(path) ? " (through a symbolic link)" : "";
   const notPort = (what: string) =>
     new VmchanError(`cannot open port "${label}": ${path}${link} is ${what}, not a virtio-serial port or hvc console`, {
       code: ExitCode.usage,
-      hint: "give a port name, /dev/vportNpM, /dev/virtio-ports/NAME or /dev/hvcN, see 'vmchan ports list'; to use another file or device anyway, write file:PATH",
+      hint:
+        "give a port name, /dev/vportNpM, /dev/virtio-ports/NAME or /dev/hvcN, see 'vmchan ports list'" +
+        (fileAddress ? "; to use another file or device anyway, write file:PATH" : ""),
     });
   if (!st.isCharacterDevice()) throw notPort(fileKind(st));
   const { major, minor } = splitDev(st.rdev);
