@@ -107,6 +107,36 @@ describe("guest port paths (real guest)", () => {
     await lab.run("rm -rf /tmp/precious /tmp/link /tmp/dir /tmp/fifo /dev/virtio-ports/org.evil.0");
   }, 300_000);
 
+  test("a link swapped between a port and a file while vmchan opens it never writes the file", async () => {
+    const setup = await lab.run("printf 'precious data\\n' > /tmp/race-target && sha256sum /tmp/race-target");
+    expect(setup.code, setup.stderr).toBe(0);
+    const before = setup.stdout.split(/\s+/)[0]!;
+    // rename(2) swaps the link atomically, so the link always exists and points at one or the other.
+    const swapper = await lab.spawn(
+      "while :; do ln -sf /dev/vport0p1 /tmp/race-a && mv -f /tmp/race-a /tmp/race-link; ln -sf /tmp/race-target /tmp/race-b && mv -f /tmp/race-b /tmp/race-link; done",
+    );
+    await lab.run("for i in $(seq 100); do [ -L /tmp/race-link ] && exit 0; sleep 0.1; done; exit 1");
+    try {
+      const r = await lab.run(
+        "for i in $(seq 40); do vmchan send --no-wait /tmp/race-link --data XX 2>>/tmp/race-err </dev/null; echo $?; done | sort | uniq -c",
+        { timeoutMs: 240_000 },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      // Every run ends as a refusal (2), a swap caught between stat and open (1), or the real port without a host (6).
+      const codes = r.stdout.trim().split("\n").map((l) => Number(l.trim().split(/\s+/)[1]));
+      expect(codes.every((c) => [1, 2, 6].includes(c)), `exit codes (count, code): ${r.stdout}`).toBe(true);
+      // Both sides of the swap were met, so the race was really run.
+      expect(codes.includes(2) && codes.includes(6), `exit codes (count, code): ${r.stdout}`).toBe(true);
+    } finally {
+      await swapper.kill("KILL");
+      await swapper.wait({ timeoutMs: 30_000 }).catch(() => {});
+    }
+    const after = await lab.run("sha256sum /tmp/race-target; sort /tmp/race-err | sed 's/\"[^\"]*\"/\"X\"/g' | uniq -c");
+    expect(after.stdout.split(/\s+/)[0], after.stdout).toBe(before);
+    expect(after.stdout, "every error is one vmchan line").not.toMatch(/internal error|    at /);
+    await lab.run("rm -f /tmp/race-target /tmp/race-link /tmp/race-err /tmp/race-a /tmp/race-b");
+  }, 300_000);
+
   test("file:PATH still opens a file in the guest when asked for", async () => {
     const r = await lab.run("printf 0123456789 > /tmp/explicit && vmchan send file:/tmp/explicit --data AB && cat /tmp/explicit");
     expect(r.stderr).toBe("");
