@@ -172,6 +172,20 @@ describe("the compiled binary and Bun's environment", () => {
     expect(allowed.stderr).toContain("dumpOptions=1");
   });
 
+  test("what acts before vmchan's code: a malformed BUN_JSC_* stops the runtime itself (exit 1, its own message)", async () => {
+    const r = await vmchan(["--version"], { env: { BUN_JSC_noSuchOption: "1", VMCHAN_ALLOW_BUN_ENV: "1" } });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain("invalid JSC environment variable");
+    expect(r.stdout.toString(), "vmchan never ran").toBe("");
+  });
+
+  test("what acts before vmchan's code: the dynamic loader's LD_PRELOAD (not Bun's, not refusable from inside)", async () => {
+    const r = await vmchan(["--version"], { env: { LD_PRELOAD: join(dir, "no-such-library.so") } });
+    // The loader has already looked for the library when vmchan starts; vmchan itself runs normally.
+    expect(r.stderr, r.stderr).toContain("no-such-library.so");
+    expect(r.code, r.stderr).toBe(0);
+  });
+
   test("NODE_OPTIONS is not read by the runtime, so it is not refused and runs nothing", async () => {
     const pre = markerScript("node-options.js");
     for (const value of [`--require ${pre}`, `--import ${pre}`, `--inspect=127.0.0.1:9`]) {
