@@ -29,14 +29,17 @@ afterAll(async () => {
 }, 60_000);
 
 describe("guest port paths (real guest)", () => {
-  test("send /dev/vport0p1 reaches the host", async () => {
+  test("send /dev/vport0p1 (and the same port as vport0p1, t.dev, port:t.dev) reaches the host", async () => {
     const sock = await lab.connect("t.dev");
     try {
-      const got = readUntil(sock, (d) => d.toString().includes("via-vport-node"), 60_000);
-      const r = await lab.run("vmchan send --timeout 30 /dev/vport0p1 --data via-vport-node");
-      expect(r.stderr).toBe("");
-      expect(r.code).toBe(0);
-      expect((await got).toString()).toBe("via-vport-node");
+      for (const [i, spec] of ["/dev/vport0p1", "vport0p1", "t.dev", "port:t.dev"].entries()) {
+        const word = `via-${i}-${spec.replace(/\W/g, "_")};`;
+        const got = readUntil(sock, (d) => d.toString().includes(word), 60_000);
+        const r = await lab.run(`vmchan send --timeout 30 ${spec} --data '${word}'`);
+        expect(r.stderr, spec).toBe("");
+        expect(r.code, spec).toBe(0);
+        expect((await got).toString(), spec).toBe(word);
+      }
     } finally {
       sock.destroy();
     }
