@@ -7,7 +7,7 @@ export function catCommand(): Command {
     .description("copy a port's data to stdout until the host leaves")
     .argument("<port>", "guest: port name, vportNpM, hvcN or /dev path; host: VM:NAME or unix:PATH")
     .option("-f, --follow", "keep reading across host disconnects and reconnects, like tail -f")
-    .option("--vm <vm>", "host: the VM (name or pid) whose port PORT is, same as VM:PORT")
+    .option("--vm <vm>", "host: the VM (name, pid or uuid; pid:N, uuid:U or name:NAME to be explicit) whose port PORT is, same as VM:PORT")
     .option("--no-wait", "exit at once (code 6) if no host is connected")
     .option("-t, --timeout <seconds>", "give up (code 7) if no host connects within this time")
     .option("-c, --bytes <n>", "stop after N bytes (suffixes k, M, G)")

@@ -41,12 +41,20 @@ export function completionCommands(program: () => Command): Command[] {
   const complete = new Command("complete")
     .description("answer a completion request from the shell scripts")
     .argument("[words...]")
+    .option("--shell <shell>", "answer for this shell's script (bash: replies quoted for the word being completed)")
+    .option("--word <word>", "bash: the word readline replaces, as typed")
+    .option("--line <line>", "bash: the command line up to the cursor, as typed (instead of WORDS)")
+    .option("--root <dir>", "read /sys and /proc under DIR (a fixture; also VMCHAN_COMPLETE_ROOT, which the scripts pass through)")
     .allowUnknownOption()
     .helpOption(false)
-    .action(async (words) => {
+    .action(async (words, opts) => {
       await run(async (ctx) => {
         const lib = await import("../lib/completions.ts");
-        ctx.out(lib.completeWords(commandSpec(program()), words, await lib.liveCandidates()));
+        const spec = commandSpec(program());
+        // Where /sys and /proc are read; a fixture tree in tests.
+        const candidates = await lib.liveCandidates(opts.root || ctx.env.VMCHAN_COMPLETE_ROOT || "/");
+        if (opts.shell === "bash") ctx.out(lib.completeForBash(spec, { word: opts.word ?? "", line: opts.line, words }, candidates));
+        else ctx.out(lib.completeWords(spec, words, candidates));
         return 0;
       });
     });

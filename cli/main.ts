@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { formatError } from "../lib/errors.ts";
+import { clipText } from "../lib/escape.ts";
 import { ExitCode, exitCodeTable } from "../lib/exit-codes.ts";
 import { checkRuntimeEnv } from "../lib/runtime-env.ts";
 import { bridgeCommand } from "./bridge.ts";
@@ -46,7 +47,8 @@ function usageLine(text: string, cmd: Command): string {
     .replace(/\s*\n\(Did you mean (.*)\?\)/, " (did you mean $1?)")
     .replace(/\s+/g, " ")
     .trim();
-  return `vmchan: ${oneLine} (hint: see '${help}')\n`;
+  // The text quotes what was typed, which may be pasted from anywhere: escaped like every other message.
+  return `vmchan: ${clipText(oneLine)} (hint: see '${help}')\n`;
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -9,7 +9,7 @@ export function portsCommand(): Command {
     .alias("ls")
     .description("list the ports of this guest and of every running VM, with state and holders")
     .option("--json", "print JSON (schema in README) instead of a table")
-    .option("--vm <name>", "host: only the VM with this name or pid")
+    .option("--vm <name>", "host: only the VMs with this name, pid or uuid (pid:N, uuid:U or name:NAME for one of them)")
     .option("--no-qmp", "host: do not ask VMs' QMP sockets for live state")
     .option("--root <dir>", "read /sys, /dev and /proc under DIR (a mounted image, a fixture)", "/")
     .action(async (opts) => {
@@ -19,7 +19,7 @@ export function portsCommand(): Command {
     .command("watch")
     .description("report ports added and removed, host connects (guest) and guest opens (host) as they happen")
     .option("--json", "one JSON object per line (schema in README) instead of one human line per event")
-    .option("--vm <name>", "host: only the VM with this name or pid (it may start later); the guest side is not watched")
+    .option("--vm <name>", "host: only the VMs with this name, pid or uuid, or pid:N, uuid:U, name:NAME (it may start later); the guest side is not watched")
     .option("--root <dir>", "read /sys and /proc under DIR (a fixture)", "/")
     .addHelpText(
       "after",

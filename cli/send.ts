@@ -8,7 +8,7 @@ export function sendCommand(): Command {
     .argument("<port>", "guest: port name, vportNpM, hvcN or /dev path; host: VM:NAME or unix:PATH")
     .argument("[files...]", "files to send in order ('-' is stdin); default stdin")
     .option("-d, --data <string>", "send this string instead of stdin")
-    .option("--vm <vm>", "host: the VM (name or pid) whose port PORT is, same as VM:PORT")
+    .option("--vm <vm>", "host: the VM (name, pid or uuid; pid:N, uuid:U or name:NAME to be explicit) whose port PORT is, same as VM:PORT")
     .option("--linger <seconds>", "host: stay connected this long after QEMU has read everything", "1")
     .option("--no-wait", "exit at once (code 6) if no host is connected")
     .option("-t, --timeout <seconds>", "give up (code 7) if no host connects within this time")

@@ -19,8 +19,11 @@ export async function openChannel(text: string, options: ConnectorOptions = {}):
       write: (chunk) => session.write(chunk),
       finish: session.finish && (() => session.finish!()),
       close: async () => {
-        await session.close();
-        await connector.close();
+        try {
+          await session.close();
+        } finally {
+          await connector.close();
+        }
       },
     };
   } catch (err) {

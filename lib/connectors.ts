@@ -33,7 +33,8 @@ export function connectorFor(addr: Address, label: string, options: ConnectorOpt
       return activeConnector(label, () => SocketChannel.connect(addr.path, label, { lingerMs: options.lingerMs }));
     case "vm-port":
       return activeConnector(label, async () => {
-        return SocketChannel.connect(await discoveryResolver(addr.vm, addr.port), label, { lingerMs: options.lingerMs });
+        const { path, peerUids, peerWho, held } = await discoveryResolver(addr.vm, addr.port);
+        return SocketChannel.connect(path, label, { lingerMs: options.lingerMs, peerUids, peerWho, held });
       });
     case "tcp":
       return activeConnector(label, () => tcpConnect(addr.host, addr.port, label));
@@ -48,8 +49,8 @@ export function connectorFor(addr: Address, label: string, options: ConnectorOpt
 }
 
 /** Host discovery (QMP, libvirt, zod schemas) is loaded only when a VM:NAME address needs it. */
-async function discoveryResolver(vm: string, port: string): Promise<string> {
-  return (await import("./host/resolve-vm.ts")).hostResolver()(vm, port);
+async function discoveryResolver(vm: string, port: string): Promise<import("./host/resolve-vm.ts").HostTarget> {
+  return (await import("./host/resolve-vm.ts")).hostTargetResolver()(vm, port);
 }
 
 function socketSession(stream: SocketStream, endsSession = true): Session {

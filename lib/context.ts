@@ -1,3 +1,5 @@
+import { escapeLines } from "./escape.ts";
+
 /** What a command reads from and writes to; tests pass fakes, the CLI passes the real process. */
 export interface Context {
   /** Text output (tables, JSON). Data output of cat goes to `stdoutFd`. */
@@ -11,11 +13,14 @@ export interface Context {
   readonly isTTY: boolean;
 }
 
-/** The real process context. */
+/**
+ * The real process context. Diagnostics pass through escapeLines on their way to stderr: a message that missed
+ * its own escaping still cannot drive the terminal (its lines stay lines).
+ */
 export function processContext(root = "/"): Context {
   return {
     out: (text) => void process.stdout.write(text),
-    err: (text) => void process.stderr.write(text),
+    err: (text) => void process.stderr.write(escapeLines(text)),
     root,
     env: process.env,
     isTTY: Boolean(process.stdout.isTTY),

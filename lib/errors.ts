@@ -1,3 +1,4 @@
+import { clipText, escapeLines } from "./escape.ts";
 import { ExitCode } from "./exit-codes.ts";
 
 /**
@@ -23,16 +24,20 @@ export class UsageError extends VmchanError {
   }
 }
 
-/** The line (or two) printed for an error; a bug keeps its stack. */
+/**
+ * The line (or two) printed for an error; a bug keeps its stack. Messages carry names and text from the other
+ * side (ports, VMs, paths, QEMU's words): they are escaped here, in the one place every error is printed, so
+ * no control character reaches the terminal and no newline forges a second line.
+ */
 export function formatError(err: unknown): { text: string; code: number } {
   if (err instanceof VmchanError) {
     if (err.code === ExitCode.brokenPipe) return { text: "", code: err.code };
-    const hint = err.hint ? ` (hint: ${err.hint})` : "";
-    return { text: `vmchan: ${err.message}${hint}\n`, code: err.code };
+    const hint = err.hint ? ` (hint: ${clipText(err.hint, 500)})` : "";
+    return { text: `vmchan: ${clipText(err.message)}${hint}\n`, code: err.code };
   }
   const stack = err instanceof Error ? (err.stack ?? String(err)) : String(err);
   return {
-    text: `vmchan: internal error, please report it:\n${stack}\n`,
+    text: `vmchan: internal error, please report it:\n${escapeLines(stack)}\n`,
     code: ExitCode.internal,
   };
 }

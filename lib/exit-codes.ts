@@ -24,6 +24,8 @@ export const ExitCode = {
   noPorts: 10,
   /** Refused to start: the environment sets a variable that changes the Bun runtime (BUN_OPTIONS, BUN_BE_BUN, BUN_INSPECT...). */
   unsafeEnvironment: 11,
+  /** Refused: a VM's socket is not provably the VM's (another file at its path, another user's). */
+  untrusted: 12,
   /** Interrupted by SIGINT or SIGTERM before completion (128 + signal number for SIGINT). */
   interrupted: 130,
   /** Our output was closed by its reader (`| head`): ended quietly, as SIGPIPE would (128 + 13). */
@@ -48,6 +50,7 @@ export const exitCodeTable: ReadonlyArray<readonly [number, string]> = [
   [ExitCode.peerGone, "peer disconnected in the middle of a transfer"],
   [ExitCode.noPorts, "no virtio-serial ports found"],
   [ExitCode.unsafeEnvironment, "refused: BUN_OPTIONS, BUN_BE_BUN, BUN_INSPECT*, BUN_JSC_* or BUN_CONFIG_* set (VMCHAN_ALLOW_BUN_ENV=1 overrides)"],
+  [ExitCode.untrusted, "refused: a VM's socket is not the VM's (replaced, or another user's)"],
   [ExitCode.internal, "internal error (a bug: please report the stack trace)"],
   [ExitCode.interrupted, "interrupted (Ctrl-C); other signals: 128 + signal number"],
   [ExitCode.brokenPipe, "output closed by its reader (broken pipe), ended quietly"],

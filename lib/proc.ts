@@ -1,4 +1,5 @@
 import * as fs from "node:fs";
+import { readFilePrefix } from "./bounded-read.ts";
 import { under } from "./context.ts";
 
 /** The processes that have any of `targets` open, from /proc/PID/fd; `complete` is false if some were unreadable. */
@@ -47,7 +48,8 @@ export function findHolders(
 /** The short command name of a process (comm), or "?" if it has gone. */
 export function processName(procDir: string, pid: string): string {
   try {
-    return fs.readFileSync(`${procDir}/${pid}/comm`, "utf8").trim();
+    // The kernel's comm is 16 bytes; a fixture's could be anything.
+    return readFilePrefix(`${procDir}/${pid}/comm`, 256).trim();
   } catch {
     return "?";
   }

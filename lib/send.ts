@@ -34,11 +34,14 @@ export async function send(ctx: Context, address: string, files: readonly string
   const channel = await openChannel(address, { ...options, root: ctx.root });
   try {
     await pump(source, channel);
-    return ExitCode.ok;
+  } catch (err) {
+    await Promise.resolve(channel.close()).catch(() => {}); // the transfer's own error is the one to report
+    throw err;
   } finally {
-    await channel.close();
     for (const { fd } of fds) if (fd !== 0) fs.closeSync(fd);
   }
+  await channel.close(); // throws if the peer never took the last bytes
+  return ExitCode.ok;
 }
 
 function openInput(file: string): { fd: number; file: string } {

@@ -5,7 +5,7 @@ import { ExitCode } from "../exit-codes.ts";
 import { discoverHosts, type DiscoverOptions } from "../host/discover.ts";
 import type { HostDiscovery, HostPort, HostVm } from "../host/model.ts";
 import { hostResolver } from "../host/resolve-vm.ts";
-import { resolveVmPort } from "../host/resolve-vm-port.ts";
+import { findVm as findVmBySelector, vmSelectorOf } from "../host/resolve-vm-port.ts";
 
 /** Where `vmchan console` connects. `label` names it in messages (`myvm:con0`, `unix:/run/x.sock`). */
 export type ConsoleTarget = { kind: "unix"; label: string; path: string } | { kind: "tcp"; label: string; host: string; port: number };
@@ -42,6 +42,8 @@ export async function resolveConsoleTarget(text: string, options: TargetOptions 
     case "tcp":
       return { kind: "tcp", label: text, host: addr.host, port: addr.port };
     case "vm-port":
+      // "pid:N", "uuid:U", "name:NAME" alone pick a VM, as a bare VM word does.
+      if (/^(pid|uuid|name)$/.test(addr.vm) && !addr.port.includes(":")) return firstConsole(text, options.discover ?? discoverHosts, resolve);
       return { kind: "unix", label: text, path: await resolve(addr.vm, addr.port) };
     case "port":
       // A bare word is a VM here (console runs on the host); "port:NAME" is a guest address.
@@ -77,14 +79,23 @@ async function firstConsole(
     });
   }
   const name = port.name ?? port.id;
-  if (connectable(port)) return { kind: "unix", label: `${spec}:${name ?? "console"}`, path: port.path! };
+  if (connectable(port)) {
+    if (port.untrusted)
+      throw new VmchanError(`refusing the console of ${where}: ${port.untrusted}`, {
+        code: ExitCode.untrusted,
+        hint: `if you trust that socket anyway, connect to it as 'unix:${port.path}'`,
+      });
+    return { kind: "unix", label: `${spec}:${name ?? "console"}`, path: port.path! };
+  }
   if (name === null)
     throw new VmchanError(`cannot connect to the console of ${where}: it has no name or id, and no unix socket QEMU listens on`, {
       code: ExitCode.notFound,
       hint: `see 'vmchan ports list --vm ${spec}'`,
     });
   // Not a unix socket QEMU listens on: the resolver says what it is and what to use instead.
-  return { kind: "unix", label: `${spec}:${name}`, path: await resolve(spec, name) };
+  const explicit = /^(pid|uuid|name):(.+)$/.exec(spec);
+  const path = explicit ? await resolve(explicit[1]!, `${explicit[2]}:${name}`) : await resolve(spec, name);
+  return { kind: "unix", label: `${spec}:${name}`, path };
 }
 
 function connectable(port: HostPort): boolean {
@@ -96,17 +107,7 @@ function pickConsole(vm: HostVm): HostPort | undefined {
   return consoles.find(connectable) ?? consoles[0];
 }
 
-/** The VM named `spec` (name, pid or uuid), as resolveVmPort finds it; its errors (not found, ambiguous) otherwise. */
+/** The VM `spec` picks (name, pid or uuid, or pid:/uuid:/name:), as resolveVmPort finds it; its errors (not found, ambiguous) otherwise. */
 function findVm(discovery: HostDiscovery, spec: string): HostVm {
-  const named = discovery.vms.filter((v) => v.name === spec);
-  const found =
-    named.length > 1
-      ? undefined
-      : (named[0] ??
-        (/^\d+$/.test(spec) ? discovery.vms.find((v) => v.pid === Number(spec)) : undefined) ??
-        discovery.vms.find((v) => v.uuid !== null && v.uuid === spec.toLowerCase()));
-  if (found) return found;
-  // Not found or ambiguous: resolveVmPort throws the usual message (candidates, did you mean, pids).
-  resolveVmPort(discovery, spec, "");
-  throw new VmchanError(`no VM named "${spec}"`, { code: ExitCode.notFound, hint: "see 'vmchan ports list'" });
+  return findVmBySelector(discovery, vmSelectorOf(spec));
 }

@@ -1,4 +1,5 @@
 import * as fs from "node:fs";
+import { MAX_ATTRIBUTE, readFileBounded } from "../bounded-read.ts";
 import { under } from "../context.ts";
 import { findHolders } from "../proc.ts";
 import type { GuestPort } from "../schema.ts";
@@ -21,7 +22,7 @@ export function parseDebugInfo(text: string): DebugInfo {
 
 function readText(path: string): string | null {
   try {
-    return fs.readFileSync(path, "utf8");
+    return readFileBounded(path, MAX_ATTRIBUTE);
   } catch {
     return null;
   }

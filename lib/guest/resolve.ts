@@ -1,4 +1,5 @@
 import * as fs from "node:fs";
+import { MAX_ATTRIBUTE, readFileBounded } from "../bounded-read.ts";
 import { under } from "../context.ts";
 import { didYouMean, VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
@@ -56,7 +57,7 @@ export function resolveGuestPort(spec: string, root = "/"): GuestPortRef {
 
 function readName(root: string, port: string): string | null {
   try {
-    return fs.readFileSync(under(root, `/sys/class/virtio-ports/${port}/name`), "utf8").trim() || null;
+    return readFileBounded(under(root, `/sys/class/virtio-ports/${port}/name`), MAX_ATTRIBUTE).trim() || null;
   } catch {
     return null;
   }

@@ -34,8 +34,11 @@ export function parseOptionString(s: string, opts: { implied?: string } = {}): M
   const out = new Map<string, string>();
   let i = 0;
   let first = true;
+  // The next "=" at or after i, searched again only once i has passed it: a string of many flags and no "="
+  // must not be scanned to its end once per flag.
+  let eq = s.indexOf("=");
   while (i < s.length) {
-    const eq = s.indexOf("=", i);
+    if (eq >= 0 && eq < i) eq = s.indexOf("=", i);
     const comma = s.indexOf(",", i);
     if (eq < 0 || (comma >= 0 && comma < eq)) {
       // No "=" before the next ",": an implied first value, or a flag.
@@ -63,24 +66,25 @@ export function parseOptionString(s: string, opts: { implied?: string } = {}): M
   return out;
 }
 
-/** Reads a value up to the next lone comma, turning `,,` into `,`; returns the index after that comma. */
+/**
+ * Reads a value up to the next lone comma, turning `,,` into `,`; returns the index after that comma. Slices
+ * between commas, not a character at a time: a string grown by single characters costs a heap node per
+ * character, and a command line can be megabytes.
+ */
 function _readValue(s: string, start: number): { value: string; next: number } {
-  let value = "";
+  const pieces: string[] = [];
   let i = start;
-  while (i < s.length) {
-    const ch = s[i]!;
-    if (ch === ",") {
-      if (s[i + 1] === ",") {
-        value += ",";
-        i += 2;
-        continue;
-      }
-      return { value, next: i + 1 };
+  for (;;) {
+    const comma = s.indexOf(",", i);
+    if (comma < 0) {
+      pieces.push(s.slice(i));
+      return { value: pieces.join(""), next: s.length };
     }
-    value += ch;
-    i++;
+    pieces.push(s.slice(i, comma));
+    if (s[comma + 1] !== ",") return { value: pieces.join(""), next: comma + 1 };
+    pieces.push(",");
+    i = comma + 2;
   }
-  return { value, next: i };
 }
 
 /** QEMU's boolean spellings (on/off, yes/no, true/false, y/n); undefined for anything else. */

@@ -4,7 +4,8 @@ import { parseQemuArgv, type QemuCmdline } from "./cmdline.ts";
 import { describeError } from "./describe-error.ts";
 import { defaultLibvirtDirs, readLibvirtDomains, type LibvirtDomain } from "./libvirt.ts";
 import type { HostDiscovery, HostPort, HostVm } from "./model.ts";
-import { readProcSockets } from "./proc-sockets.ts";
+import { forgedNote, readProcSockets, tableFromSockDiag, type ProcSockets, type UnixSocketTable } from "./proc-sockets.ts";
+import { readOwner, socketDistrust } from "./vm-owner.ts";
 import { findQemuProcesses } from "./qemu-processes.ts";
 import { QmpClient } from "./qmp.ts";
 import { applyQmpView, readQmpView, type QmpConnect } from "./qmp-state.ts";
@@ -27,6 +28,13 @@ export interface DiscoverOptions {
    * every other VM's single QMP slot. Default: keep all.
    */
   filter?: (vm: HostVm) => boolean;
+  /** The passwd file that names VM owners. Default "/etc/passwd". */
+  passwdFile?: string;
+  /**
+   * The unix sockets of this network namespace, binary-safe (sock_diag), for QEMUs that share it.
+   * Default: the kernel's sock_diag dump when `procRoot` is "/proc", else none (/proc/PID/net/unix is parsed).
+   */
+  unixSockets?: () => UnixSocketTable;
 }
 
 const defaultConnect: QmpConnect = (path, opts) => QmpClient.connect(path, opts);
@@ -42,12 +50,22 @@ export async function discoverHosts(opts: DiscoverOptions = {}): Promise<HostDis
   const notes: string[] = [];
   const found = findQemuProcesses(procRoot);
   notes.push(...found.notes);
-  let vms = found.processes.map(({ pid, argv }) => _fromCmdline(procRoot, pid, parseQemuArgv(argv), notes));
+  const sockets = new Map<number, ProcSockets>();
+  const ownTable = _once(opts.unixSockets ?? (procRoot === "/proc" ? () => tableFromSockDiag() : undefined));
+  let vms: HostVm[] = found.processes.map(({ pid, argv }) => {
+    const vm = _fromCmdline(procRoot, pid, parseQemuArgv(argv), notes, { ownTable, sockets });
+    return { ...vm, owner: readOwner(procRoot, pid, opts.passwdFile ?? "/etc/passwd") };
+  });
 
   const libvirt = readLibvirtDomains(opts.libvirtDirs ?? defaultLibvirtDirs());
   notes.push(...libvirt.notes);
   vms = _mergeLibvirt(vms, libvirt.domains);
   if (opts.filter) vms = vms.filter(opts.filter);
+  // Only now, after libvirt filled in paths: every socket path is checked against QEMU's own sockets and owner.
+  vms = vms.map((vm) => {
+    const own = vm.pid === null ? undefined : sockets.get(vm.pid);
+    return { ...vm, owner: vm.owner ?? null, ports: _checkTrust(vm, { sockets: own, passwdFile: opts.passwdFile }, notes) };
+  });
 
   if (opts.useQmp ?? true) {
     const connect = opts.qmpConnect ?? defaultConnect;
@@ -65,14 +83,50 @@ export async function discoverHosts(opts: DiscoverOptions = {}): Promise<HostDis
   return { vms, notes };
 }
 
-/** How notes name a VM. */
+/** How notes name a VM; a name longer than 80 characters is cut there with an ellipsis (`--json` has it whole). */
 export function vmLabel(vm: Pick<HostVm, "name" | "pid">): string {
-  if (vm.name !== null && vm.pid !== null) return `VM "${vm.name}" (pid ${vm.pid})`;
-  return vm.name !== null ? `VM "${vm.name}"` : `VM with pid ${vm.pid}`;
+  const name = vm.name !== null && vm.name.length > 80 ? `${vm.name.slice(0, 79)}…` : vm.name;
+  if (name !== null && vm.pid !== null) return `VM "${name}" (pid ${vm.pid})`;
+  return name !== null ? `VM "${name}"` : `VM with pid ${vm.pid}`;
+}
+
+/** `f` called at most once, its result (or its failure, as null) kept. */
+function _once<T>(f: (() => T) | undefined): (() => T | null) | undefined {
+  if (!f) return undefined;
+  let done = false;
+  let value: T | null = null;
+  return () => {
+    if (!done) {
+      done = true;
+      try {
+        value = f();
+      } catch {
+        value = null; // sock_diag unavailable: /proc/PID/net/unix, duplicates refused, is the fallback
+      }
+    }
+    return value;
+  };
+}
+
+/** The ports with `untrusted` set where the socket file at a port's path is not this VM's; a note for each. */
+function _checkTrust(vm: HostVm, how: Parameters<typeof socketDistrust>[2], notes: string[]): HostPort[] {
+  return vm.ports.map((p) => {
+    if (p.backend !== "unix" || p.mode !== "connect" || p.path === null || p.path.startsWith("@")) return p;
+    const why = socketDistrust(p.path, vm.owner ?? null, how);
+    if (why === null) return p;
+    notes.push(`${vmLabel(vm)}: port "${p.name ?? p.id ?? p.chardev}" is not trusted: ${why}`);
+    return { ...p, untrusted: why };
+  });
+}
+
+interface SocketContext {
+  ownTable: (() => UnixSocketTable | null) | undefined;
+  /** Filled with what each pid's fds said. */
+  sockets: Map<number, ProcSockets>;
 }
 
 /** The command line's VM with its pid, relative paths made absolute, fd-passed sockets resolved and held state from /proc. */
-function _fromCmdline(procRoot: string, pid: number, cmd: QemuCmdline, notes: string[]): HostVm {
+function _fromCmdline(procRoot: string, pid: number, cmd: QemuCmdline, notes: string[], sc: SocketContext): HostVm {
   const vm: HostVm = { ...cmd.vm, pid };
   notes.push(...cmd.notes.map((n) => `${vmLabel(vm)}: ${n}`));
 
@@ -96,7 +150,7 @@ function _fromCmdline(procRoot: string, pid: number, cmd: QemuCmdline, notes: st
   if (!wantsSockets) return vm;
   let sockets: ReturnType<typeof readProcSockets>;
   try {
-    sockets = readProcSockets(procRoot, pid);
+    sockets = readProcSockets(procRoot, pid, { ownTable: sc.ownTable });
   } catch (err) {
     // Without /proc/PID/fd the paths of inherited sockets stay unknown, which is worth saying; held can still come from QMP.
     if (cmd.passedFds.length > 0) {
@@ -104,6 +158,9 @@ function _fromCmdline(procRoot: string, pid: number, cmd: QemuCmdline, notes: st
     }
     return vm;
   }
+  sc.sockets.set(pid, sockets);
+  const forged = forgedNote(vmLabel(vm), sockets);
+  if (forged !== null) notes.push(forged);
   for (const { chardev, fd, use } of cmd.passedFds) {
     const path = sockets.pathByFd.get(fd);
     if (path === undefined) continue;
@@ -111,20 +168,34 @@ function _fromCmdline(procRoot: string, pid: number, cmd: QemuCmdline, notes: st
     else vm.ports = vm.ports.map((p) => (p.chardev === chardev ? { ...p, backend: "unix", path } : p));
   }
   vm.ports = vm.ports.map((p) =>
-    p.backend === "unix" && p.mode === "connect" && p.path !== null ? { ...p, held: sockets.connected.has(p.path) } : p,
+    // A forged fd may be the accepted connection: then "not held" cannot be told, only "held".
+    p.backend === "unix" && p.mode === "connect" && p.path !== null
+      ? { ...p, held: sockets.connected.has(p.path) ? true : sockets.forgedFds.length > 0 ? null : false }
+      : p,
   );
   return vm;
 }
 
-/** Joins libvirt domains to command-line VMs (by pid, else name, else uuid); domains with no process are kept as they are. */
+/**
+ * Joins libvirt domains to command-line VMs; domains with no process are kept as they are. A domain
+ * whose status XML gives a pid joins only the process with that pid: any user can start a QEMU with
+ * the domain's name or uuid, and must not inherit the domain's identity. A pid-less domain joins by
+ * name, else uuid, and only a process that alone matches.
+ */
 function _mergeLibvirt(vms: HostVm[], domains: LibvirtDomain[]): HostVm[] {
   const out = [...vms];
+  const only = (test: (v: HostVm) => boolean) => {
+    const hits = out.flatMap((v, i) => (test(v) ? [i] : []));
+    return hits.length === 1 ? hits[0]! : -1;
+  };
   for (const d of domains) {
-    const i = [
-      out.findIndex((v) => d.vm.pid !== null && v.pid === d.vm.pid),
-      out.findIndex((v) => d.vm.name !== null && v.name === d.vm.name && !v.sources.includes("libvirt")),
-      out.findIndex((v) => d.vm.uuid !== null && v.uuid === d.vm.uuid),
-    ].find((n) => n >= 0);
+    const i =
+      d.vm.pid !== null
+        ? [out.findIndex((v) => v.pid === d.vm.pid)].find((n) => n >= 0)
+        : [
+            only((v) => d.vm.name !== null && v.name === d.vm.name && !v.sources.includes("libvirt")),
+            only((v) => d.vm.uuid !== null && v.uuid === d.vm.uuid && !v.sources.includes("libvirt")),
+          ].find((n) => n >= 0);
     const qmp = (v: HostVm) => v.qmp.filter((p) => p !== d.monitor);
     if (i === undefined) {
       out.push({ ...d.vm, qmp: qmp(d.vm) });
@@ -147,9 +218,15 @@ function _mergeLibvirt(vms: HostVm[], domains: LibvirtDomain[]): HostVm[] {
 /** Fills what the command line could not know (paths of fd-passed sockets, guest state) from libvirt, matching by device id, then name. */
 function _mergePorts(ports: HostPort[], fromLibvirt: HostPort[]): HostPort[] {
   const used = new Set<HostPort>();
+  // Indexed, first one wins as find() would: thousands of ports on both sides must not cost their product.
+  const byId = new Map<string, HostPort>();
+  const byName = new Map<string, HostPort>();
+  for (const x of fromLibvirt) {
+    if (x.id !== null && !byId.has(x.id)) byId.set(x.id, x);
+    if (x.name !== null && !byName.has(x.name)) byName.set(x.name, x);
+  }
   const merged = ports.map((p) => {
-    const l =
-      fromLibvirt.find((x) => p.id !== null && x.id === p.id) ?? fromLibvirt.find((x) => p.name !== null && x.name === p.name);
+    const l = (p.id !== null ? byId.get(p.id) : undefined) ?? (p.name !== null ? byName.get(p.name) : undefined);
     if (!l) return p;
     used.add(l);
     const unknownPath = p.backend === null || p.backend === "fd" || (p.path === null && p.address === null);

@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import { join } from "node:path";
+import { readFileBounded, TooLargeError } from "../bounded-read.ts";
 import { describeError } from "./describe-error.ts";
 import { hostPort, type HostPort, type HostVm } from "./model.ts";
 import { child, childrenNamed, parseXml, type XmlElement } from "./xml.ts";
@@ -109,12 +110,23 @@ export function defaultLibvirtDirs(env: Readonly<Record<string, string | undefin
 }
 
 /**
+ * Most of one domain XML read. libvirt's live status XML of a busy domain is tens of KiB; 4 MiB is far beyond
+ * any real one, and keeps a hostile file (or a device named *.xml) from costing unbounded memory and time.
+ */
+export const MAX_DOMAIN_XML = 4 * 1024 * 1024;
+
+/** Most XML parsed from all files of one look together: a hundred real domains are a few MiB. */
+export const MAX_LIBVIRT_TOTAL = 6 * 1024 * 1024;
+
+/**
  * Reads every live domain XML (`*.xml`) in `dirs`. A missing directory means no such libvirt and is
  * skipped quietly; an unreadable directory or file, or one that does not parse, gives a note.
  */
 export function readLibvirtDomains(dirs: readonly string[]): { domains: LibvirtDomain[]; notes: string[] } {
   const domains: LibvirtDomain[] = [];
   const notes: string[] = [];
+  let total = 0;
+  const over: string[] = [];
   for (const dir of dirs) {
     let names: string[];
     try {
@@ -127,18 +139,33 @@ export function readLibvirtDomains(dirs: readonly string[]): { domains: LibvirtD
       const path = join(dir, file);
       let text: string;
       try {
-        text = fs.readFileSync(path, "utf8");
+        text = readFileBounded(path, MAX_DOMAIN_XML);
       } catch (err) {
+        if (err instanceof TooLargeError) {
+          notes.push(`skipped ${path}: larger than ${MAX_DOMAIN_XML / 1024 / 1024} MiB (libvirt's live XML of a domain is far smaller)`);
+          continue;
+        }
         // The domain may have stopped between readdir and read: that is not worth a note.
         if ((err as NodeJS.ErrnoException).code !== "ENOENT") notes.push(`cannot read ${path}: ${describeError(err)}`);
         continue;
       }
+      if (total + text.length > MAX_LIBVIRT_TOTAL) {
+        over.push(path);
+        continue;
+      }
+      total += text.length;
       try {
         domains.push(parseLibvirtXml(text));
       } catch (err) {
         notes.push(`cannot parse ${path}: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
+  }
+  if (over.length > 0) {
+    notes.push(
+      `skipped ${over.length} libvirt domain file${over.length === 1 ? "" : "s"} (${over.slice(0, 5).join(", ")}${over.length > 5 ? ", ..." : ""}): ` +
+        `over ${MAX_LIBVIRT_TOTAL / 1024 / 1024} MiB of domain XML together, the most read in one look`,
+    );
   }
   return { domains, notes };
 }

@@ -48,8 +48,23 @@ export const HostPort = z.object({
    * some listener. QEMU's belief: a client that half-closed still counts until the guest opens the port.
    */
   held: z.nullable(z.boolean()),
+  /**
+   * Why the socket at `path` cannot be trusted to be this VM's: it is not the file QEMU's listening socket
+   * is bound to, or it belongs to a user other than the VM's and root. null when nothing is wrong or
+   * nothing could be checked (then the field is left out). `VM:NAME` refuses such a port (exit 12);
+   * `unix:PATH` still connects.
+   */
+  untrusted: z.optional(z.nullable(z.string())),
 });
 export type HostPort = z.infer<typeof HostPort>;
+
+/** Who runs a VM: the effective uid of its QEMU process and that user's name. */
+export const VmOwner = z.object({
+  uid: z.number(),
+  /** From the passwd file; null when the uid has no entry there. */
+  user: z.nullable(z.string()),
+});
+export type VmOwner = z.infer<typeof VmOwner>;
 
 /** A running QEMU VM and its virtio-serial ports. */
 export const HostVm = z.object({
@@ -59,6 +74,11 @@ export const HostVm = z.object({
   pid: z.nullable(z.number()),
   /** `-uuid` or libvirt `<uuid>`, lower case. */
   uuid: z.nullable(z.string()),
+  /**
+   * The user QEMU runs as (/proc/PID/status); null without a process to ask. Any user can start a QEMU
+   * and call it anything: the owner is what tells a real VM from an impostor. Discovery always sets it.
+   */
+  owner: z.optional(z.nullable(VmOwner)),
   /** Where the facts came from, in the order they were merged. */
   sources: z.array(z.enum(["cmdline", "libvirt", "qmp"])),
   /**

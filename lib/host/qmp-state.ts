@@ -115,10 +115,17 @@ export function parseChardevFilename(filename: string): {
 export function applyQmpView(vm: HostVm, view: QmpView): HostVm {
   let ports = vm.ports;
   if (view.devices !== null) {
+    // Indexed, first one wins as find() would: thousands of devices must not cost devices × ports.
+    const byId = new Map<string, HostPort>();
+    const byChardev = new Map<string, HostPort>();
+    for (const p of vm.ports) {
+      if (p.id !== null && !byId.has(p.id)) byId.set(p.id, p);
+      if (p.chardev !== null && !byChardev.has(p.chardev)) byChardev.set(p.chardev, p);
+    }
     ports = view.devices.map((d) => {
       const known =
-        vm.ports.find((p) => d.id !== null && p.id === d.id) ??
-        vm.ports.find((p) => d.chardev !== null && p.chardev === d.chardev) ??
+        (d.id !== null ? byId.get(d.id) : undefined) ??
+        (d.chardev !== null ? byChardev.get(d.chardev) : undefined) ??
         hostPort({ kind: d.kind });
       return {
         ...known,

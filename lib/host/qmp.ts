@@ -72,7 +72,15 @@ export class QmpClient {
       socket.on("error", (err) => (client ? client.#shutdown(err) : fail(new Error(`QMP connect to "${path}" failed: ${err.message}`))));
       socket.on("close", () => (client ? client.#shutdown(new Error("QMP connection closed")) : fail(new Error(`QMP connect to "${path}" failed: closed before the greeting`))));
       socket.on("data", (chunk: Buffer) => {
-        for (const line of lines(chunk)) {
+        let got: string[];
+        try {
+          got = lines(chunk);
+        } catch (err) {
+          socket.destroy();
+          const e = err as Error;
+          return client ? client.#shutdown(e) : fail(new Error(`QMP connect to "${path}" failed: ${e.message}`));
+        }
+        for (const line of got) {
           if (client) {
             client.#handleLine(line);
             continue;
@@ -156,8 +164,25 @@ export class QmpClient {
     this.#socket.destroy();
   }
 
+  /** Start of the current one-second window and the unsolicited messages (events, noise) counted in it. */
+  #window = { start: 0, count: 0 };
+
+  /** Counts a message that answers no command; a peer sending more than MAX_UNSOLICITED_PER_SECOND is dropped. */
+  #unsolicited(): boolean {
+    const now = performance.now();
+    if (now - this.#window.start >= 1000) this.#window = { start: now, count: 0 };
+    if (++this.#window.count <= MAX_UNSOLICITED_PER_SECOND) return false;
+    this.#shutdown(new QmpPeerError(`QMP peer floods: over ${MAX_UNSOLICITED_PER_SECOND} events or other unasked-for messages within 1 s (QEMU rate-limits the events a guest can cause)`));
+    this.#socket.destroy();
+    return true;
+  }
+
   #handleLine(line: string): void {
+    if (this.#closedError) return;
     const msg = _parse(line);
+    if (!msg || typeof msg.event === "string" || !("return" in msg || "error" in msg)) {
+      if (this.#unsolicited()) return;
+    }
     if (!msg) return;
     if (typeof msg.event === "string") {
       const ev: QmpEvent = { event: msg.event, data: isRecord(msg.data) ? msg.data : {}, timestamp: msg.timestamp };
@@ -177,7 +202,7 @@ export class QmpClient {
     if ("error" in msg) {
       const error = msg.error;
       const errorClass = isRecord(error) && typeof error.class === "string" ? error.class : "GenericError";
-      const desc = isRecord(error) && typeof error.desc === "string" ? error.desc : JSON.stringify(error);
+      const desc = isRecord(error) && typeof error.desc === "string" ? error.desc : _describeOddError(error);
       p.reject(new QmpError(p.command, errorClass, desc));
     } else {
       p.resolve(msg.return);
@@ -197,11 +222,32 @@ export class QmpClient {
   }
 }
 
+/**
+ * Events and other messages no command asked for, per second, before the peer is dropped. QEMU rate-limits the
+ * events a guest can trigger to about one per second per source; even a VM with thousands of ports changing at
+ * once stays well below this.
+ */
+export const MAX_UNSOLICITED_PER_SECOND = 10_000;
+
 // Not a QMP event name (QMP names are upper case): used only inside this file.
 const closeEvent = "vmchan:closed";
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * An error reply without a string `desc`, in at most 200 characters. It is whatever the peer sent: nested a
+ * million deep it would overflow JSON.stringify's stack, and it could be megabytes.
+ */
+function _describeOddError(error: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(error) ?? String(error);
+  } catch {
+    return "an error reply too deeply nested to show";
+  }
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
 }
 
 function _parse(line: string): Record<string, unknown> | null {
@@ -213,19 +259,50 @@ function _parse(line: string): Record<string, unknown> | null {
   }
 }
 
-/** Longest QMP line kept while waiting for its newline; QEMU's replies are far shorter. */
-const MAX_LINE = 16 * 1024 * 1024;
+/**
+ * Longest QMP line accepted, in bytes. QEMU's biggest answers are query-chardev and qom-list, about 100 bytes
+ * per chardev or device: 4 MiB is room for some 40,000 ports, far beyond a real VM, while a line that size
+ * costs tens of MiB once parsed. A peer that sends more without a newline is not QEMU and is dropped.
+ */
+export const MAX_QMP_LINE = 4 * 1024 * 1024;
 
-/** Splits a byte stream into lines; a line split across packets is kept until its newline arrives. */
-function _lineSplitter(): (chunk: Buffer) => string[] {
-  let rest = "";
+/** A QMP peer broke a bound (an endless line): the connection is dropped. */
+export class QmpPeerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "QmpPeerError";
+  }
+}
+
+/**
+ * Splits a byte stream into lines. Bytes are kept as received until a newline arrives (no string grows
+ * chunk by chunk, so the cost stays linear); a line longer than `maxLine` throws QmpPeerError.
+ */
+export function _lineSplitter(maxLine = MAX_QMP_LINE): (chunk: Buffer) => string[] {
+  let parts: Buffer[] = [];
+  let held = 0;
   const decoder = new TextDecoder();
+  const tooLong = () => new QmpPeerError(`QMP peer sent a line over ${maxLine} bytes without a newline (QEMU never does)`);
   return (chunk) => {
-    const text = rest + decoder.decode(chunk, { stream: true });
-    const parts = text.split("\n");
-    rest = parts.pop() ?? "";
-    // A peer that never ends its line must not grow our memory without bound: drop the line.
-    if (rest.length > MAX_LINE) rest = "";
-    return parts.map((l) => l.replace(/\r$/, "")).filter((l) => l.trim() !== "");
+    const out: string[] = [];
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(10, start);
+      if (nl < 0) break;
+      if (held + nl - start > maxLine) throw tooLong();
+      parts.push(chunk.subarray(start, nl));
+      const line = decoder.decode(parts.length === 1 ? parts[0] : Buffer.concat(parts)).replace(/\r$/, "");
+      parts = [];
+      held = 0;
+      if (line.trim() !== "") out.push(line);
+      start = nl + 1;
+    }
+    if (start < chunk.length) {
+      held += chunk.length - start;
+      if (held > maxLine) throw tooLong();
+      // A copy: the rest must not pin the socket's whole read buffer.
+      parts.push(Buffer.from(chunk.subarray(start)));
+    }
+    return out;
   };
 }

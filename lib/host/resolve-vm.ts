@@ -1,31 +1,77 @@
 import { VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
-import { discoverHosts, type DiscoverOptions } from "./discover.ts";
-import type { HostPort, HostVm } from "./model.ts";
-import { resolveVmPort } from "./resolve-vm-port.ts";
+import { discoverHosts, vmLabel, type DiscoverOptions } from "./discover.ts";
+import type { HostDiscovery, HostPort, HostVm } from "./model.ts";
+import { parseVmSelector, resolveVmPort, vmsMatching } from "./resolve-vm-port.ts";
+import { ownerLabel, ownerSurprises } from "./vm-owner.ts";
+
+/** Options of `hostResolver`. */
+export interface HostResolverOptions extends Pick<DiscoverOptions, "procRoot" | "libvirtDirs" | "passwdFile"> {
+  /** Where warnings go (one line each, without "vmchan: "). Default: stderr. */
+  warn?: (line: string) => void;
+  /** The effective uid we run as. Default process.geteuid(). */
+  euid?: number;
+}
+
+/** Where `VM:NAME` leads: the socket path, and who must have made the socket (see SocketChannel's peerUids). */
+export interface HostTarget {
+  path: string;
+  /** The VM's user and root; undefined when the VM's owner is unknown (no check then). */
+  peerUids?: number[];
+  /** The VM and its owner in words, for a refusal's hint. */
+  peerWho?: string;
+  /** Whether QEMU's own fds show a client connected (discovery's `held`); null when they could not be read. */
+  held: boolean | null;
+}
 
 /**
- * Resolves `VM:NAME` to the socket path to connect to. /proc and libvirt's files first, which
- * touches no socket; QMP (for hot-plugged ports, or fd-passed paths) only for that one VM, and
- * only when the first look did not give a path.
+ * Resolves `VM:NAME` to the socket path to connect to (see hostTargetResolver for who must own it).
  */
-export function hostResolver(options: Pick<DiscoverOptions, "procRoot" | "libvirtDirs"> = {}): (vm: string, port: string) => Promise<string> {
+export function hostResolver(options: HostResolverOptions = {}): (vm: string, port: string) => Promise<string> {
+  const resolve = hostTargetResolver(options);
+  return async (vm, port) => (await resolve(vm, port)).path;
+}
+
+/**
+ * Resolves `VM:NAME` to its socket and the users allowed to have made it. /proc and libvirt's files
+ * first, which touches no socket; QMP (for hot-plugged ports, or fd-passed paths) only for that one
+ * VM, and only when the first look did not give a path. Refuses a port whose socket discovery found
+ * untrusted (exit 12); warns about a VM that another ordinary user could have started.
+ */
+export function hostTargetResolver(options: HostResolverOptions = {}): (vm: string, port: string) => Promise<HostTarget> {
+  const { warn = (line: string) => void process.stderr.write(`vmchan: warning: ${line}\n`), euid = process.geteuid?.() ?? -1, ...discover } = options;
   return async (vm, port) => {
-    const quick = await discoverHosts({ ...options, useQmp: false });
+    const one = (d: HostDiscovery) => {
+      const matching = vmsMatching(d.vms, parseVmSelector(vm, port).selector);
+      return matching.length === 1 ? matching[0] : undefined;
+    };
+    const quick = await discoverHosts({ ...discover, useQmp: false });
     let found: { vm: HostVm; port: HostPort } | null = null;
     try {
       found = resolveVmPort(quick, vm, port);
     } catch (err) {
       // The VM is there but the port is not: it may have been hot-plugged; ask QMP before failing.
-      const target = quick.vms.find((v) => v.name === vm || String(v.pid) === vm);
+      const target = one(quick);
       if (!target || target.qmp.length === 0) throw err;
     }
     if (!found || found.port.path === null) {
-      const pid = found?.vm.pid ?? quick.vms.find((v) => v.name === vm || String(v.pid) === vm)?.pid;
-      const live = await discoverHosts({ ...options, filter: (v) => v.pid === pid });
+      const pid = found?.vm.pid ?? one(quick)?.pid;
+      const live = await discoverHosts({ ...discover, filter: (v) => v.pid === pid });
       found = resolveVmPort(live, vm, port);
     }
-    return socketPathOf(found.vm, found.port, `${vm}:${port}`);
+    const label = `${vm}:${port}`;
+    const path = socketPathOf(found.vm, found.port, label);
+    if (found.port.untrusted)
+      throw new VmchanError(`refusing "${label}": ${found.port.untrusted}`, {
+        code: ExitCode.untrusted,
+        hint: `if you trust that socket anyway, connect to it as 'unix:${path}'`,
+      });
+    const owner = found.vm.owner ?? null;
+    if (owner !== null && ownerSurprises(owner, euid))
+      warn(`${vmLabel(found.vm)} runs as ${ownerLabel(owner)}, not as you, root or a QEMU service account: any process of that user could pose as it`);
+    const held = found.port.held;
+    if (owner === null) return { path, held };
+    return { path, held, peerUids: [...new Set([owner.uid, 0])], peerWho: `${vmLabel(found.vm)} runs as ${ownerLabel(owner)}` };
   };
 }
 
@@ -48,6 +94,6 @@ function socketPathOf(vm: HostVm, port: HostPort, label: string): string {
           : `a "${port.qemuBackend ?? "unknown"}" chardev, not a unix socket`;
   throw new VmchanError(`cannot connect to "${label}": it is ${what}`, {
     code: ExitCode.notFound,
-    hint: `see 'vmchan ports list --vm ${vm.name ?? vm.pid}'`,
+    hint: `see 'vmchan ports list --vm ${vm.pid !== null ? `pid:${vm.pid}` : vm.name}'`,
   });
 }

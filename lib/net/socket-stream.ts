@@ -187,15 +187,30 @@ export class SocketStream implements Endpoint {
     if (this.options.finish === "half-close" && !this.closed && !this.gone) this.socket.shutdown();
   }
 
-  /** With "linger": waits until the peer has taken every byte and the linger has passed (at most `maxMs`). */
-  async drain(maxMs = 30_000): Promise<void> {
+  /**
+   * With "linger": waits until the peer has taken every byte, then the linger (at most `maxMs` in all); returns
+   * how many bytes the peer had still not taken (0 when all were).
+   */
+  async drain(maxMs = 30_000): Promise<number> {
     // Nothing to protect if we wrote nothing, or if the peer has closed (QEMU never half-closes).
-    if (this.options.finish !== "linger" || this.lastWrite === 0 || this.ended) return;
+    if (this.options.finish !== "linger" || this.lastWrite === 0 || this.ended) return 0;
     const deadline = performance.now() + maxMs;
     const fd = (this.socket as unknown as { fd?: number }).fd;
-    while (!this.gone && typeof fd === "number" && socketOutq(fd) > 0 && performance.now() < deadline) await sleep(5);
-    const left = this.lastWrite + (this.options.lingerMs ?? 1000) - performance.now();
-    if (!this.gone && left > 0) await sleep(Math.min(left, Math.max(0, deadline - performance.now())));
+    const unread = () => (typeof fd === "number" ? Math.max(0, socketOutq(fd)) : 0);
+    let waited = false;
+    while (!this.gone && unread() > 0 && performance.now() < deadline) {
+      waited = true;
+      await sleep(5);
+    }
+    const left = unread();
+    if (this.gone || left > 0) return this.gone ? 0 : left;
+    // QEMU has read the bytes, but holds the last tens of KiB until the guest's ring takes them (facts (l)): the
+    // linger runs from the later of the last write and the moment QEMU was seen taking the rest (a guest that
+    // opened the port only now has had no time for them).
+    const since = waited ? performance.now() : this.lastWrite;
+    const rest = since + (this.options.lingerMs ?? 1000) - performance.now();
+    if (rest > 0) await sleep(Math.min(rest, Math.max(0, deadline - performance.now())));
+    return 0;
   }
 
   /** A client that went away before sending anything or being served (a listener skips it). */
@@ -210,14 +225,22 @@ export class SocketStream implements Endpoint {
     this.wakeAll();
   }
 
-  /** Closes fully (never a half-close first), after drain() for a "linger" stream. */
+  /**
+   * Closes fully (never a half-close first), after drain() for a "linger" stream. Bytes the peer never took are
+   * lost with the close: that is an error (code `timeout`), never a quiet success.
+   */
   async close(): Promise<void> {
     if (this.closed || !this.socket) return;
-    await this.drain();
+    const lost = await this.drain();
     if (this.closed) return;
     this.closed = true;
     this.wakeAll();
     this.socket.terminate();
+    if (lost > 0)
+      throw new VmchanError(`cannot finish writing to "${this.label}": the peer did not take the last ${lost} bytes within 30 s; they are lost`, {
+        code: ExitCode.timeout,
+        hint: "QEMU reads a port's socket only while a guest process has the port open: start the guest reader first",
+      });
   }
 
   private onData(data: Uint8Array): void {

@@ -1,4 +1,5 @@
 import * as fs from "node:fs";
+import { readFilePrefix } from "../bounded-read.ts";
 import { join } from "node:path";
 import { isQemuCommand, splitCmdline } from "../host/cmdline.ts";
 
@@ -74,7 +75,8 @@ export class DiscoveryProbe {
 
   #isQemu(pid: string): boolean {
     try {
-      const argv = splitCmdline(fs.readFileSync(`${this.#procRoot}/${pid}/cmdline`, "utf8"));
+      // argv[0] is all that is needed: a bounded beginning, however long the command line.
+      const argv = splitCmdline(readFilePrefix(`${this.#procRoot}/${pid}/cmdline`, 4096));
       if (argv.length === 0) return false; // a kernel thread
       if (isQemuCommand(argv[0]!)) return true;
       // Launchers may rewrite argv[0]; the executable tells (when readable).

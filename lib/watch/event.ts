@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { clipText, safeJson } from "../escape.ts";
 
 /** What `ports watch` reports from inside a guest: sysfs for ports coming and going, debugfs for the host's connection. */
 export const GuestWatchEvent = z.object({
@@ -53,7 +54,7 @@ export type UntimedEvent = Omit<GuestWatchEvent, "time"> | Omit<HostWatchEvent, 
 
 /** One JSON line, fields in schema order. */
 export function formatJsonLine(ev: WatchEvent): string {
-  return JSON.stringify(ev) + "\n";
+  return safeJson(ev) + "\n";
 }
 
 /**
@@ -79,10 +80,5 @@ export function formatHumanLine(ev: WatchEvent): string {
     if (ev.coalesced) details.push("coalesced: QEMU dropped the opposite change within 1 s");
   }
   details.push(`via ${ev.via}`);
-  return `${clock}  ${ev.event.padEnd(17)}  ${_escape(where).padEnd(24)}  ${_escape(details.join(", "))}\n`;
-}
-
-/** C0/C1 controls and DEL as \xNN: a name must not drive the terminal. */
-function _escape(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  return `${clock}  ${ev.event.padEnd(17)}  ${clipText(where, 200).padEnd(24)}  ${clipText(details.join(", "), 1000)}\n`;
 }

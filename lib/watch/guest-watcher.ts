@@ -1,4 +1,5 @@
 import * as fs from "node:fs";
+import { MAX_ATTRIBUTE, readFileBounded } from "../bounded-read.ts";
 import { under } from "../context.ts";
 import { describeError } from "../host/describe-error.ts";
 import { portEntries } from "../guest/ports.ts";
@@ -185,7 +186,7 @@ export class GuestWatcher {
 
   #readName(port: string): string | null {
     try {
-      const name = fs.readFileSync(under(this.#root, `${SYSFS_PORTS}/${port}/name`), "utf8").trim();
+      const name = readFileBounded(under(this.#root, `${SYSFS_PORTS}/${port}/name`), MAX_ATTRIBUTE).trim();
       return name === "" ? null : name;
     } catch {
       return null;

@@ -2,7 +2,7 @@ import { discoverHosts, type DiscoverOptions, vmLabel } from "../host/discover.t
 import { defaultLibvirtDirs } from "../host/libvirt.ts";
 import type { HostDiscovery, HostPort, HostVm } from "../host/model.ts";
 import type { QmpEvent } from "../host/qmp.ts";
-import { QmpClient } from "../host/qmp.ts";
+import { QmpClient, QmpPeerError } from "../host/qmp.ts";
 import { applyQmpView, type QmpView } from "../host/qmp-state.ts";
 import { DiscoveryProbe } from "./discovery-probe.ts";
 import type { HostWatchEvent } from "./event.ts";
@@ -64,8 +64,14 @@ interface VmState {
   gone: boolean;
   /** Port updates of this VM run one at a time, in arrival order. */
   queue: Promise<void>;
-  /** Device ids with a VSERPORT_CHANGE received but not yet handled: a poll queued before it must not learn their state silently. */
-  eventsPending: Map<string, number>;
+  /**
+   * Device ids with a VSERPORT_CHANGE received but not yet handled, and the latest state received: a poll queued
+   * before it must not learn their state silently. Only the latest state per id is kept, so a peer sending events
+   * faster than they are handled costs one entry per port, not one per event.
+   */
+  eventsPending: Map<string, boolean>;
+  /** Start of the current one-second event window and the events counted in it (flood detection). */
+  eventWindow: { start: number; count: number };
   noted: boolean;
   /** Whether a QMP view was ever applied: its port list (hot-plugged ports included) then outranks the command line's. */
   hadView: boolean;
@@ -146,7 +152,7 @@ export class HostWatcher {
       seen.add(key);
       let st = this.#vms.get(key);
       if (!st) {
-        st = { key, vm, ports: new Map(), primed: this.#started, session: null, connecting: false, retryAt: 0, gone: false, queue: Promise.resolve(), eventsPending: new Map(), noted: false, hadView: false };
+        st = { key, vm, ports: new Map(), primed: this.#started, session: null, connecting: false, retryAt: 0, gone: false, queue: Promise.resolve(), eventsPending: new Map(), eventWindow: { start: 0, count: 0 }, noted: false, hadView: false };
         this.#vms.set(key, st);
         if (this.#started) this.#emitVm(st, "vm-started", vm.sources.includes("cmdline") ? "proc" : "libvirt");
       } else {
@@ -222,11 +228,17 @@ export class HostWatcher {
     let view: QmpView;
     try {
       view = await session.view();
-    } catch {
+    } catch (err) {
       session.close();
       if (st.session === session) {
         st.session = null;
         st.retryAt = this.#o.now() + this.#o.qmpRetryMs;
+        if (err instanceof QmpPeerError) {
+          // Not QEMU, or not behaving like it: asking again would only repeat this.
+          st.retryAt = Infinity;
+          for (const [key, p] of st.ports) st.ports.set(key, { ...p, guestOpen: null, openVia: null });
+          this.#noteOnce(`${vmLabel(st.vm)}: QMP peer at ${session.path} dropped: ${err.message}; the guest open/close state of its ports is unknown from now on`);
+        }
       }
       return;
     }
@@ -280,13 +292,15 @@ export class HostWatcher {
   }
 
   #onQmpEvent(st: VmState, session: QmpWatchSession, ev: QmpEvent): void {
+    if (st.session !== session) return;
+    if (this.#flooded(st, session)) return;
     if (ev.event === "DEVICE_DELETED") {
-      const id = typeof ev.data.device === "string" ? ev.data.device : null;
-      const path = typeof ev.data.path === "string" ? ev.data.path : null;
+      const id = _short(ev.data.device);
+      const path = _short(ev.data.path);
       if (path !== null) session.forget(path);
       this.#enqueue(st, () => {
         // An id-less port's QOM path is /machine/peripheral-anon/device[N]: only a poll can tell which it was.
-        const port = [...st.ports.entries()].find(([, p]) => id !== null && p.id === id);
+        const port = id === null ? undefined : _entryById(st.ports, id);
         if (port) {
           st.ports.delete(port[0]);
           this.#emitPort(st, "port-removed", port[1], "qmp-event");
@@ -297,19 +311,27 @@ export class HostWatcher {
       return;
     }
     if (ev.event !== "VSERPORT_CHANGE") return;
-    const id = typeof ev.data.id === "string" ? ev.data.id : null;
+    const id = _short(ev.data.id);
     const open = ev.data.open;
     if (id === null || typeof open !== "boolean") return;
-    st.eventsPending.set(id, (st.eventsPending.get(id) ?? 0) + 1);
+    // One queued handler per id: a later event only updates the state it will handle.
+    const queued = st.eventsPending.has(id);
+    if (!queued && st.eventsPending.size >= maxPendingIds(st.ports.size)) {
+      // Events for ever more ids that are not ports (each asks for a poll) pile up faster than they are handled.
+      this.#drop(st, session, `events for over ${maxPendingIds(st.ports.size)} unhandled device ids at once`);
+      return;
+    }
+    st.eventsPending.set(id, open);
+    if (queued) return;
     this.#enqueue(st, async () => {
-      const left = (st.eventsPending.get(id) ?? 1) - 1;
-      if (left > 0) st.eventsPending.set(id, left);
-      else st.eventsPending.delete(id);
-      let entry = [...st.ports.entries()].find(([, p]) => p.id === id);
+      const open = st.eventsPending.get(id);
+      st.eventsPending.delete(id);
+      if (open === undefined) return;
+      let entry = _entryById(st.ports, id);
       // A port hot-plugged since the last poll: learn its name first.
       if (!entry) {
         await this.#refresh(st, id);
-        entry = [...st.ports.entries()].find(([, p]) => p.id === id);
+        entry = _entryById(st.ports, id);
       }
       const port: TrackedPort = entry?.[1] ?? { ...hostPortWithId(id), openVia: null, fresh: false };
       if (port.kind === "console") return; // a virtconsole is "open" whenever the driver is loaded
@@ -321,6 +343,36 @@ export class HostWatcher {
       }
       if (entry) st.ports.set(entry[0], { ...port, guestOpen: open, openVia: "qmp-event", fresh: false });
     });
+  }
+
+  /**
+   * Counts the event in the VM's one-second window; a peer over the limit is dropped: its session closed and not
+   * retried, one note, and the guest state of the VM's ports unknown from then on.
+   */
+  #flooded(st: VmState, session: QmpWatchSession): boolean {
+    const now = this.#o.now();
+    const w = st.eventWindow;
+    if (now - w.start >= 1000 || now < w.start) {
+      w.start = now;
+      w.count = 0;
+    }
+    w.count++;
+    const limit = maxEventsPerSecond(st.ports.size);
+    if (w.count <= limit) return false;
+    this.#drop(st, session, `over ${limit} events within 1 s (QEMU sends at most one VSERPORT_CHANGE per port per second)`);
+    return true;
+  }
+
+  /** Drops a misbehaving QMP peer for good: session closed and not retried, one note, guest state unknown. */
+  #drop(st: VmState, session: QmpWatchSession, why: string): void {
+    session.close();
+    st.session = null;
+    st.retryAt = Infinity;
+    st.eventsPending.clear();
+    for (const [key, p] of st.ports) st.ports.set(key, { ...p, guestOpen: null, openVia: null });
+    this.#noteOnce(
+      `${vmLabel(st.vm)}: dropped the QMP peer at ${session.path}: it floods (${why}); the guest open/close state of its ports is unknown from now on`,
+    );
   }
 
   #stopped(st: VmState): void {
@@ -350,8 +402,40 @@ export class HostWatcher {
   }
 }
 
+/**
+ * Events per second a QMP peer may send before it is dropped as flooding. QEMU rate-limits the events a guest can
+ * trigger (VSERPORT_CHANGE among them) to one per second per source, so a real QEMU stays far below this even
+ * while every port of a large VM changes and devices are unplugged in bulk.
+ */
+export function maxEventsPerSecond(ports: number): number {
+  return 1000 + 4 * ports;
+}
+
+/**
+ * Device ids with an event waiting to be handled, at most. Events for a real VM's ports are one entry per port;
+ * ids it does not have come only from hot-plug, a few at a time.
+ */
+export function maxPendingIds(ports: number): number {
+  return 256 + 2 * ports;
+}
+
 function hostPortWithId(id: string): HostPort {
   return { name: null, kind: "serial", id, chardev: null, bus: null, nr: null, backend: null, qemuBackend: null, path: null, address: null, mode: null, reconnectMs: null, guestOpen: null, held: null };
+}
+
+/**
+ * A device id or QOM path from an event, or null: QEMU's are short, and one of megabytes (up to the QMP line
+ * bound) must not be kept per pending event or printed per line.
+ */
+function _short(v: unknown): string | null {
+  return typeof v === "string" && v.length <= 4096 ? v : null;
+}
+
+/** The tracked port with device id `id`: a port with an id is keyed by it (see _portKey), so no scan is needed. */
+function _entryById(ports: Map<string, TrackedPort>, id: string): [string, TrackedPort] | undefined {
+  const key = `id:${id}`;
+  const p = ports.get(key);
+  return p === undefined ? undefined : [key, p];
 }
 
 /** A VM's identity across rounds: its pid, else (libvirt without a pid) its name or uuid. */

@@ -1,7 +1,9 @@
 import { type Context, under } from "../context.ts";
+import { clipText, escapeText } from "../escape.ts";
 import { FdSink } from "../fd-stream.ts";
 import { ExitCode } from "../exit-codes.ts";
 import { defaultLibvirtDirs } from "../host/libvirt.ts";
+import { vmSelectorOf, vmsMatching } from "../host/resolve-vm-port.ts";
 import type { HostVm } from "../host/model.ts";
 import { formatHumanLine, formatJsonLine, type UntimedEvent, type WatchEvent } from "./event.ts";
 import { GuestWatcher } from "./guest-watcher.ts";
@@ -57,10 +59,10 @@ export async function portsWatch(ctx: Context, options: PortsWatchOptions = {}):
   };
   const format = options.json ? formatJsonLine : formatHumanLine;
   const emit = (change: UntimedEvent) => write(format({ time: new Date(now()).toISOString(), ...change } as WatchEvent));
-  const note = (text: string) => ctx.err(`vmchan: note: ${text}\n`);
+  const note = (text: string) => ctx.err(`vmchan: note: ${clipText(text)}\n`);
 
   const guest = options.vm === undefined ? new GuestWatcher(ctx.root, { now }) : null;
-  const matches = (vm: HostVm) => options.vm === undefined || vm.name === options.vm || String(vm.pid) === options.vm;
+  const matches = (vm: HostVm) => options.vm === undefined || vmsMatching([vm], vmSelectorOf(options.vm)).length > 0;
   const host = new HostWatcher({
     ...options.host,
     emit,
@@ -89,7 +91,7 @@ export async function portsWatch(ctx: Context, options: PortsWatchOptions = {}):
     };
     pollGuest();
     await host.tick();
-    if (!done) ctx.err(`vmchan: ${_watching(guest, host, options.vm, guestMs, hostMs)}\n`);
+    if (!done) ctx.err(`vmchan: ${escapeText(_watching(guest, host, options.vm, guestMs, hostMs))}\n`);
 
     // One timer for both sides: under TCG each wake-up of the runtime costs about as much as a poll, so the host
     // round rides on every n-th guest poll instead of waking the process on its own.

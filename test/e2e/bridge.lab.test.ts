@@ -8,6 +8,7 @@ import { Lab } from "../lab/lab.ts";
 import { readUntil } from "../lab/socket.ts";
 import { VMCHAN } from "../support/binary.ts";
 import { randomBytes, sha256 } from "../support/host-io.ts";
+import { expectExit } from "../support/guest.ts";
 
 const MiB = 1024 * 1024;
 let lab: Lab;
@@ -15,7 +16,7 @@ let lab: Lab;
 beforeAll(async () => {
   lab = await Lab.boot({ name: "vmchan-bridge", ports: [{ name: "b.ssh" }, { name: "b.exec" }] });
   const lo = await lab.run("ip link set lo up");
-  expect(lo.code).toBe(0);
+  expectExit(lab, lo, 0);
 }, 180_000);
 
 afterAll(async () => {
@@ -86,7 +87,7 @@ describe("bridge and listen (real guest)", () => {
       }
       expect(pids.size).toBe(3);
       const alive = await lab.run(`kill -0 ${job.pid}`);
-      expect(alive.code).toBe(0);
+      expectExit(lab, alive, 0);
     } finally {
       await job.kill("TERM");
     }

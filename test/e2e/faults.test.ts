@@ -5,14 +5,14 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExitCode } from "../../lib/exit-codes.ts";
 import { VMCHAN } from "../support/binary.ts";
 import { randomBytes, sha256 } from "../support/host-io.ts";
-import { fdCount, memoryOf } from "../support/proc-stats.ts";
+import { fdCount, memoryOf, waitListening } from "../support/proc-stats.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "vmchan-faults-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -24,14 +24,6 @@ function connect(path: string): Promise<net.Socket> {
     s.once("connect", () => resolve(s));
     s.once("error", reject);
   });
-}
-
-async function waitForFile(path: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!existsSync(path)) {
-    if (Date.now() > deadline) throw new Error(`${path} did not appear`);
-    await Bun.sleep(20);
-  }
 }
 
 /**
@@ -91,7 +83,7 @@ describe("faults", () => {
     const sock = join(dir, "bridge.sock");
     const proc = Bun.spawn([VMCHAN, "bridge", `unix-listen:${sock}`, `tcp:127.0.0.1:${echo.port}`], { stdout: "ignore", stderr: "pipe" });
     try {
-      await waitForFile(sock);
+      await waitListening(sock);
       let fdsAfterFirst = 0;
       for (let i = 0; i < 100; i++) {
         const data = randomBytes(4096, i + 1);
@@ -115,7 +107,7 @@ describe("faults", () => {
     const output = new Response(proc.stdout).arrayBuffer();
     const expected = createHash("sha256");
     try {
-      await waitForFile(sock);
+      await waitListening(sock);
       let fdsAfterFirst = 0;
       for (let i = 0; i < 100; i++) {
         const data = randomBytes(1024, 1000 + i);
@@ -144,7 +136,7 @@ describe("faults", () => {
       [process.execPath, "-e", `require("net").createServer(s => { s.pause(); console.log("connected"); }).listen(${JSON.stringify(sock)})`],
       { stdout: "pipe", stderr: "inherit" },
     );
-    await waitForFile(sock);
+    await waitListening(sock);
     const file = join(dir, "big.bin");
     writeFileSync(file, randomBytes(64 * MiB, 9));
     const send = Bun.spawn([VMCHAN, "send", `unix:${sock}`, file], { stdout: "ignore", stderr: "pipe" });
@@ -193,7 +185,7 @@ describe("faults", () => {
     });
     const proc = Bun.spawn([VMCHAN, "bridge", "--once", "--linger", "0", `unix-listen:${inSock}`, `unix:${outSock}`], { stdout: "ignore", stderr: "pipe" });
     try {
-      await waitForFile(inSock);
+      await waitListening(inSock);
       const producer = await connect(inSock);
       const chunk = randomBytes(MiB, 42);
       const hashIn = createHash("sha256");

@@ -7,7 +7,7 @@ import { ExitCode } from "../../lib/exit-codes.ts";
 import { Lab } from "../lab/lab.ts";
 import { writeAndClose } from "../lab/socket.ts";
 import { randomBytes, readHashed, sha256 } from "../support/host-io.ts";
-import { waitHeld } from "../support/guest.ts";
+import { waitHeld, expectExit } from "../support/guest.ts";
 
 const MiB = 1024 * 1024;
 let lab: Lab;
@@ -37,7 +37,7 @@ afterAll(async () => {
 /** The guest's sha256 of a file. */
 async function guestSha(path: string): Promise<string> {
   const r = await lab.run(`sha256sum ${path}`);
-  expect(r.code).toBe(0);
+  expectExit(lab, r, 0);
   return r.stdout.split(/\s+/)[0]!;
 }
 
@@ -50,19 +50,19 @@ describe("guest cat and send (real guest)", () => {
     await writeAndClose(await lab.connect("t.in"), data, 1500);
     const r = await job.wait({ timeoutMs: 120_000 });
     expect(r.stderr).toBe("");
-    expect(r.code).toBe(0);
+    expectExit(lab, r, 0);
     expect(await guestSha("/tmp/in.bin")).toBe(sha256(data));
     await lab.run("rm -f /tmp/in.bin");
   }, 180_000);
 
   test("16 MiB guest to host through send, sha256 equal", async () => {
     const prep = await lab.run("head -c 16777216 /dev/urandom > /tmp/out.bin && sha256sum /tmp/out.bin");
-    expect(prep.code).toBe(0);
+    expectExit(lab, prep, 0);
     const sock = await lab.connect("t.out");
     const reading = readHashed(sock, 16 * MiB, 120_000);
     const r = await lab.run("vmchan send t.out /tmp/out.bin", { timeoutMs: 120_000 });
     expect(r.stderr).toBe("");
-    expect(r.code).toBe(0);
+    expectExit(lab, r, 0);
     const got = await reading;
     sock.destroy();
     expect(got.bytes).toBe(16 * MiB);
@@ -85,29 +85,36 @@ describe("guest cat and send (real guest)", () => {
        a=$(t); wa=$(w); sleep 10; b=$(t); wb=$(w); echo "$((b - a)) $((wb - wa))"`,
       { timeoutMs: 90_000 },
     );
-    expect(cpu.code).toBe(0);
+    expectExit(lab, cpu, 0);
     const [ticks, wakeups] = cpu.stdout.trim().split(" ").map(Number) as [number, number];
     console.log(`cat waiting for a host, 10 s in the TCG guest after 30 s: ${ticks} clock ticks (1/100 s) of CPU, ${wakeups} main-thread wakeups`);
-    // 1% of 10 s is 10 ticks. A busy or 10 ms polling wait would show hundreds of ticks and a thousand wakeups.
-    expect(ticks).toBeGreaterThanOrEqual(0);
-    expect(ticks).toBeLessThan(10);
-    expect(wakeups).toBeLessThanOrEqual(40);
+    // A busy wait would use about 1000 ticks in 10 s and a 10 ms polling wait about 1000 wakeups; a waiting cat
+    // uses almost none. The bounds (5% of the time, one wakeup per 100 ms) sit far from both, so a host loaded
+    // by other work, which slows the guest's timers and runtime threads, still passes.
+    const seen = `${ticks} ticks, ${wakeups} wakeups (${cpu.stdout.trim()})`;
+    expect(ticks, seen).toBeGreaterThanOrEqual(0);
+    expect(ticks, seen).toBeLessThan(50);
+    expect(wakeups, seen).toBeLessThanOrEqual(100);
     const data = randomBytes(256 * 1024, 5);
     await writeAndClose(await lab.connect("t.wait"), data, 1000);
     const r = await job.wait({ timeoutMs: 30_000 });
-    expect(r.code).toBe(0);
+    expectExit(lab, r, 0);
     expect(await guestSha("/tmp/wait.bin")).toBe(sha256(data));
   }, 150_000);
 
   test("cat --follow receives data from two successive host connections", async () => {
     const job = await lab.spawn("vmchan cat --follow t.follow > /tmp/follow.txt");
     await waitHeld(lab, "t.follow");
+    // Each connection's text must be in the file before the next connects (a dropped session would lose it),
+    // and cat must still be running after the second (it follows, it does not end with the first host).
+    const until = (text: string) =>
+      lab.run(`for i in $(seq 300); do [ "$(cat /tmp/follow.txt)" = '${text}' ] && exit 0; sleep 0.1; done; cat /tmp/follow.txt; exit 1`, { timeoutMs: 60_000 });
     await writeAndClose(await lab.connect("t.follow"), "first connection\n", 800);
-    await Bun.sleep(500);
+    expectExit(lab, await until("first connection"), 0);
     await writeAndClose(await lab.connect("t.follow"), "second connection\n", 800);
-    await Bun.sleep(500);
+    expectExit(lab, await until("first connection\nsecond connection"), 0);
     const alive = await lab.run(`kill -0 ${job.pid} && cat /tmp/follow.txt`);
-    expect(alive.code).toBe(0);
+    expectExit(lab, alive, 0);
     expect(alive.stdout).toBe("first connection\nsecond connection\n");
     await job.kill("TERM");
     await job.wait({ timeoutMs: 10_000 });
@@ -115,11 +122,13 @@ describe("guest cat and send (real guest)", () => {
 
   test("cat --no-wait with no host exits at once with the no-peer code", async () => {
     const r = await lab.run("s=$(date +%s); vmchan cat --no-wait t.nowait; rc=$?; e=$(date +%s); echo $((e - s)) >&2; exit $rc");
-    expect(r.code).toBe(ExitCode.noPeer);
+    expectExit(lab, r, ExitCode.noPeer);
     expect(r.stderr.split("\n")[0]).toBe('vmchan: port "t.nowait" has no host connected (hint: connect to the port\'s socket on the host, or drop --no-wait to wait for it)');
-    expect(Number(r.stderr.split("\n")[1])).toBeLessThanOrEqual(2);
+    // "At once": a cat that waited for a host would never exit (the run would time out after 60 s); 15 s leaves
+    // room for a slow start of the runtime on a loaded host.
+    expect(Number(r.stderr.split("\n")[1]), r.stderr).toBeLessThanOrEqual(15);
     const t = await lab.run("vmchan cat --timeout 1 t.nowait");
-    expect(t.code).toBe(ExitCode.timeout);
+    expectExit(lab, t, ExitCode.timeout);
     expect(t.stderr).toContain('gave up waiting for the host on port "t.nowait" after 1.0 s');
   }, 60_000);
 
@@ -127,7 +136,7 @@ describe("guest cat and send (real guest)", () => {
     const first = await lab.spawn("exec vmchan cat t.busy > /dev/null");
     await waitHeld(lab, "t.busy");
     const r = await lab.run("vmchan cat t.busy");
-    expect(r.code).toBe(ExitCode.busy);
+    expectExit(lab, r, ExitCode.busy);
     expect(r.stderr).toBe(
       `vmchan: cannot open port "t.busy": busy, held by pid ${first.pid} (vmchan) (hint: only one process may open a port at a time; stop the holder first)\n`,
     );
@@ -139,14 +148,14 @@ describe("guest cat and send (real guest)", () => {
     await lab.run("head -c 1048576 /dev/urandom > /tmp/late.bin");
     const job = await lab.spawn("vmchan send t.late /tmp/late.bin");
     await waitHeld(lab, "t.late");
-    await Bun.sleep(1000);
+    await Bun.sleep(1000); // no condition to wait for: this proves send does not end (or fail) with no host there
     const stillWaiting = await lab.run(`kill -0 ${job.pid}`);
-    expect(stillWaiting.code).toBe(0);
+    expectExit(lab, stillWaiting, 0);
     const sock = await lab.connect("t.late");
     const got = await readHashed(sock, MiB, 60_000);
     const r = await job.wait({ timeoutMs: 60_000 });
     sock.destroy();
-    expect(r.code).toBe(0);
+    expectExit(lab, r, 0);
     expect(got.sha).toBe(await guestSha("/tmp/late.bin"));
   }, 120_000);
 
@@ -157,7 +166,7 @@ describe("guest cat and send (real guest)", () => {
     sock.write("0123456789abcdefghij");
     const r = await job.wait({ timeoutMs: 30_000 });
     sock.destroy();
-    expect(r.code).toBe(0);
+    expectExit(lab, r, 0);
     expect((await lab.run("cat /tmp/bytes.txt")).stdout).toBe("0123456789");
   }, 60_000);
 
@@ -175,12 +184,12 @@ describe("guest cat and send (real guest)", () => {
     await enough;
     sock.destroy();
     const r = await job.wait({ timeoutMs: 60_000 });
-    expect(r.code).toBe(ExitCode.peerGone);
+    expectExit(lab, r, ExitCode.peerGone);
     expect(r.stderr).toMatch(/^vmchan: cannot write to port "t\.gone": the host disconnected after \d+ bytes were written \(hint: .+\)\n$/);
     await lab.run("rm -f /tmp/gone.bin");
   }, 120_000);
 
-  test("a port removed with device_del while cat reads ends cat with the unplug code within 1 s", async () => {
+  test("a port removed with device_del while cat reads ends cat with the unplug code at once", async () => {
     const job = await lab.spawn("vmchan cat t.unplug > /dev/null");
     await waitHeld(lab, "t.unplug");
     const sock = await lab.connect("t.unplug");
@@ -192,8 +201,10 @@ describe("guest cat and send (real guest)", () => {
     const r = await job.wait({ timeoutMs: 10_000 });
     const elapsed = performance.now() - t0;
     sock.destroy();
-    expect(r.code).toBe(ExitCode.unplugged);
+    expectExit(lab, r, ExitCode.unplugged);
     expect(r.stderr).toContain('vmchan: port "t.unplug" was removed (hot-unplugged) while in use');
-    expect(elapsed).toBeLessThan(1000);
+    // The unplug is seen from poll() at once; without that, only the 5 s safety re-check would end cat. The 4 s
+    // bound separates the two with room for a loaded host (the time includes the agent's round trip).
+    expect(elapsed, `cat ended ${elapsed.toFixed(0)} ms after DEVICE_DELETED`).toBeLessThan(4000);
   }, 60_000);
 });

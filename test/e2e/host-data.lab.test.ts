@@ -11,6 +11,7 @@ import { Lab } from "../lab/lab.ts";
 import { VMCHAN } from "../support/binary.ts";
 import { randomBytes, sha256 } from "../support/host-io.ts";
 import { memorySampler } from "../support/proc-stats.ts";
+import { expectExit } from "../support/guest.ts";
 
 const MiB = 1024 * 1024;
 let lab: Lab;
@@ -20,7 +21,7 @@ beforeAll(async () => {
     name: "vmchan-host-data",
     // QMP serves one client at a time and the lab holds the first socket: a second one for vmchan.
     extraQmp: true,
-    ports: [{ name: "h.follow" }, { name: "h.in" }, { name: "h.out" }, { name: "h.client", mode: "client" }, { name: "h.con", kind: "console" }, { name: "h.flood" }, { name: "h.open" }],
+    ports: [{ name: "h.follow" }, { name: "h.in" }, { name: "h.out" }, { name: "h.client", mode: "client" }, { name: "h.con", kind: "console" }, { name: "h.flood" }, { name: "h.open" }, { name: "h.nobody" }],
   });
 }, 180_000);
 
@@ -41,16 +42,28 @@ async function host(args: string[], opts: { stdin?: Uint8Array; timeoutMs?: numb
   return { code, stdout: Buffer.from(out), stderr: err };
 }
 
+/** Waits until QEMU shows a client on the port's server socket (query-chardev drops its "disconnected:" prefix). */
+async function waitHostClient(port: string, timeoutMs = 30_000): Promise<void> {
+  const id = lab.ports.find((p) => p.name === port)!.id;
+  let last = "";
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await Bun.sleep(100)) {
+    const chardevs = await lab.qmp.execute<Array<{ label: string; filename: string }>>("query-chardev");
+    last = chardevs.find((c) => c.label === `ch-${id}`)?.filename ?? "(no such chardev)";
+    if (!last.startsWith("disconnected:")) return;
+  }
+  throw new Error(`no host client on ${port} within ${timeoutMs} ms; QEMU shows ${last}`);
+}
+
 async function guestSha(path: string): Promise<string> {
   const r = await lab.run(`sha256sum ${path}`);
-  expect(r.code).toBe(0);
+  expectExit(lab, r, 0);
   return r.stdout.split(/\s+/)[0]!;
 }
 
 describe("host discovery of a real QEMU", () => {
   test("ports list finds the lab VM by its -name with every port, path, kind and mode as on its command line", async () => {
     const r = await host(["ports", "list", "--json", "--no-qmp", "--vm", "vmchan-host-data"]);
-    expect(r.code).toBe(0);
+    expectExit(lab, r, 0);
     const listing = PortsListing.parse(JSON.parse(r.stdout.toString()));
     expect(listing.host.vms.map((v) => [v.name, v.pid])).toEqual([["vmchan-host-data", lab.qemuPid]]);
     const ports = listing.host.vms[0]!.ports.filter((p) => p.name !== "org.vmchan.lab.control");
@@ -62,7 +75,7 @@ describe("host discovery of a real QEMU", () => {
   test("guest-open (from QMP) turns true while a guest process has the port open, and false after", async () => {
     const guestOpen = async () => {
       const r = await host(["ports", "list", "--json", "--vm", "vmchan-host-data"]);
-      expect(r.code).toBe(0);
+      expectExit(lab, r, 0);
       const vm = PortsListing.parse(JSON.parse(r.stdout.toString())).host.vms[0]!;
       expect(vm.sources).toContain("qmp");
       return vm.ports.find((p) => p.name === "h.open")!.guestOpen;
@@ -85,17 +98,26 @@ describe("host discovery of a real QEMU", () => {
   }, 60_000);
 
   test("cat and send by VM:NAME resolve the socket through discovery", async () => {
-    const job = await lab.spawn("vmchan cat h.in > /tmp/byname.txt");
+    // The guest reader opens the port seconds after the host has sent: send must hold on until QEMU has handed the
+    // bytes over (it reads the socket only once the port is open), and then linger, or they are lost.
+    const job = await lab.spawn("sleep 3; vmchan cat h.in > /tmp/byname.txt");
     const sent = await host(["send", "--data", "by name\n", "vmchan-host-data:h.in"]);
     expect(sent.stderr).toBe("");
-    expect(sent.code).toBe(0);
-    expect((await job.wait({ timeoutMs: 30_000 })).code).toBe(0);
+    expectExit(lab, sent, 0);
+    expectExit(lab, await job.wait({ timeoutMs: 30_000 }), 0);
     expect((await lab.run("cat /tmp/byname.txt")).stdout).toBe("by name\n");
     const wrong = await host(["cat", "vmchan-host-data:h.inn"]);
-    expect(wrong.code).toBe(3);
+    expectExit(lab, wrong, 3);
     expect(wrong.stderr).toContain('no port named "h.inn" in VM "vmchan-host-data"');
     expect(wrong.stderr).toContain('did you mean "h.in"?');
   }, 60_000);
+
+  test("a host send to a port no guest process opens fails with the timeout code and says the bytes are lost", async () => {
+    // QEMU leaves the bytes in the socket while the guest has the port closed (facts (m)): closing would drop them.
+    const sent = await host(["send", "--data", "nobody reads this\n", "vmchan-host-data:h.nobody"], { timeoutMs: 90_000 });
+    expectExit(lab, sent, 7);
+    expect(sent.stderr).toMatch(/^vmchan: cannot finish writing to "vmchan-host-data:h\.nobody": the peer did not take the last \d+ bytes within 30 s; they are lost \(hint: .+\)\n$/);
+  }, 120_000);
 });
 
 describe("host cat and send against a real QEMU (unix:PATH)", () => {
@@ -109,7 +131,7 @@ describe("host cat and send against a real QEMU (unix:PATH)", () => {
       writeFileSync(file, chunk);
       const r = await host(["send", `unix:${lab.socketPath("h.follow")}`, file]);
       expect(r.stderr).toBe("");
-      expect(r.code).toBe(0);
+      expectExit(lab, r, 0);
     }
     rmSync(file);
     const size = await lab.run("wc -c < /tmp/follow.bin");
@@ -127,17 +149,17 @@ describe("host cat and send against a real QEMU (unix:PATH)", () => {
     const job = await lab.spawn("vmchan cat h.in > /tmp/in.bin");
     const sent = await host(["send", `unix:${lab.socketPath("h.in")}`, file]);
     rmSync(file);
-    expect(sent.code).toBe(0);
-    expect((await job.wait({ timeoutMs: 60_000 })).code).toBe(0);
+    expectExit(lab, sent, 0);
+    expectExit(lab, await job.wait({ timeoutMs: 60_000 }), 0);
     expect(await guestSha("/tmp/in.bin")).toBe(sha256(data));
 
     const prep = await lab.run("head -c 16777216 /dev/urandom > /tmp/out.bin && sha256sum /tmp/out.bin");
+    // No wait for the reader to connect: the guest's send blocks until a host is there.
     const reader = host(["cat", "--bytes", "16M", `unix:${lab.socketPath("h.out")}`]);
-    await Bun.sleep(300);
     const guestSend = await lab.run("vmchan send h.out /tmp/out.bin", { timeoutMs: 120_000 });
-    expect(guestSend.code).toBe(0);
+    expectExit(lab, guestSend, 0);
     const got = await reader;
-    expect(got.code).toBe(0);
+    expectExit(lab, got, 0);
     expect(got.stdout.length).toBe(16 * MiB);
     expect(sha256(got.stdout)).toBe(prep.stdout.split(/\s+/)[0]!);
     await lab.run("rm -f /tmp/in.bin /tmp/out.bin");
@@ -145,11 +167,11 @@ describe("host cat and send against a real QEMU (unix:PATH)", () => {
 
   test("a second host client on a held socket is refused with the busy code", async () => {
     const first = Bun.spawn([VMCHAN, "cat", `unix:${lab.socketPath("h.out")}`], { stdout: "ignore", stderr: "pipe" });
-    await Bun.sleep(500);
+    await waitHostClient("h.out");
     const second = await host(["cat", `unix:${lab.socketPath("h.out")}`], { timeoutMs: 10_000 });
     first.kill("SIGTERM");
     await first.exited;
-    expect(second.code).toBe(4);
+    expectExit(lab, second, 4);
     expect(second.stderr).toBe(
       `vmchan: cannot connect to "unix:${lab.socketPath("h.out")}": another client already holds ${lab.socketPath("h.out")} (hint: QEMU serves one client per port socket; stop the other client (libvirt holds org.qemu.guest_agent.0))\n`,
     );
@@ -163,10 +185,10 @@ describe("host cat and send against a real QEMU (unix:PATH)", () => {
     listener.stdin.write("hello\n");
     await listener.stdin.flush();
     const r = await job.wait({ timeoutMs: 30_000 });
-    expect(r.code).toBe(0);
+    expectExit(lab, r, 0);
     expect(r.stdout).toBe("hello\n");
     const back = await lab.run("vmchan send --data 'from guest' h.client", { timeoutMs: 30_000 });
-    expect(back.code).toBe(0);
+    expectExit(lab, back, 0);
     const reader = listener.stdout.getReader();
     let text = "";
     const deadline = Date.now() + 10_000;
@@ -204,7 +226,7 @@ describe("host cat and send against a real QEMU (unix:PATH)", () => {
     }
     const peakRss = memory.stop();
     expect(await reader.exited).toBe(0);
-    expect((await guest.wait({ timeoutMs: 60_000 })).code).toBe(0);
+    expectExit(lab, await guest.wait({ timeoutMs: 60_000 }), 0);
     expect(got).toBe(total);
     expect(nonZero).toBe(0);
     console.log(`guest flood, host reading at 40 MB/s: host vmchan RSS peaked at ${(peakRss / MiB).toFixed(1)} MiB over ${total / MiB} MiB`);

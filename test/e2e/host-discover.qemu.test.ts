@@ -1,11 +1,15 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { dlopen, FFIType, ptr } from "bun:ffi";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, mkdtempSync, readlinkSync, rmSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { VmchanError } from "../../lib/errors.ts";
+import { ExitCode } from "../../lib/exit-codes.ts";
 import { discoverHosts } from "../../lib/host/discover.ts";
+import { resolveVmPort } from "../../lib/host/resolve-vm-port.ts";
 import { hostPort, type HostDiscovery, type HostVm } from "../../lib/host/model.ts";
+import { unixListening } from "../support/proc-stats.ts";
 
 // Real QEMUs with no guest at all (-S, no kernel): enough for QEMU's own view of its ports.
 const dir = mkdtempSync(join(tmpdir(), "vmchan-qemu-"));
@@ -24,8 +28,8 @@ const servers: net.Server[] = [];
 const killAll = () => qemus.forEach((q) => q.proc.exitCode === null && q.proc.kill("SIGKILL"));
 process.once("exit", killAll);
 
-function startQemu(args: string[], extraFds: number[] = []): Qemu {
-  const proc = Bun.spawn(["qemu-system-x86_64", "-accel", "tcg", "-S", "-display", "none", "-nodefaults", ...args], {
+function startQemu(args: string[], extraFds: number[] = [], asUser: string[] = []): Qemu {
+  const proc = Bun.spawn([...asUser, "qemu-system-x86_64", "-accel", "tcg", "-S", "-display", "none", "-nodefaults", ...args], {
     // Extra entries become the child's fds 3, 4, ...: how libvirt hands QEMU pre-opened sockets.
     stdio: ["ignore", "ignore", "pipe", ...extraFds],
   });
@@ -34,6 +38,9 @@ function startQemu(args: string[], extraFds: number[] = []): Qemu {
   qemus.push(q);
   return q;
 }
+
+/** Another local user, as the tests run as root: nobody, with no supplementary groups. */
+const asNobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
 
 /** Polls `check` every 50 ms until it returns a value, or fails after `ms` saying what it waited for. */
 async function until<T>(q: Qemu, what: string, ms: number, check: () => T | undefined | Promise<T | undefined>): Promise<T> {
@@ -48,7 +55,7 @@ async function until<T>(q: Qemu, what: string, ms: number, check: () => T | unde
 }
 
 const socketsExist = (q: Qemu, paths: string[]) =>
-  until(q, `sockets ${paths.join(", ")}`, 10_000, () => (paths.every((p) => existsSync(p)) ? true : undefined));
+  until(q, `sockets ${paths.join(", ")}`, 10_000, () => (paths.every((p) => unixListening(p)) ? true : undefined));
 
 /** A VM in a fresh discovery; other QEMUs on this machine (other tests' labs) are filtered out, so their QMP is not touched. */
 async function discoverVm(q: Qemu, opts: { useQmp?: boolean } = {}): Promise<{ d: HostDiscovery; vm: HostVm }> {
@@ -149,6 +156,7 @@ describe("host discovery against a real QEMU", () => {
       name: "testvm",
       pid: plain.proc.pid,
       uuid: null,
+      owner: { uid: 0, user: "root" },
       sources: ["cmdline", "qmp"],
       qmp: [path("qmp.sock")],
       startedPaused: true,
@@ -202,6 +210,7 @@ describe("host discovery against a real QEMU", () => {
       name: "lib,vm",
       pid: libvirtLike.proc.pid,
       uuid: null,
+      owner: { uid: 0, user: "root" },
       sources: ["cmdline", "qmp"],
       qmp: [path("mon.sock")],
       startedPaused: true,
@@ -224,4 +233,190 @@ describe("host discovery against a real QEMU", () => {
       ],
     });
   }, 10_000);
+});
+
+/** The inode of the socket behind a process's fd, as anyone can learn it from /proc/net/unix. */
+const inodeOf = (pid: number, fd: number) => Number(/socket:\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))![1]);
+
+/** The fd QEMU holds its listening socket for `sockPath` on (found through sock_diag's names). */
+async function listenerInode(q: Qemu, sockPath: string): Promise<number> {
+  const { dumpUnixSockets } = await import("../../lib/sys/sock-diag.ts");
+  const s = dumpUnixSockets().find((x) => x.path === sockPath && x.state === "listen");
+  if (!s) throw new Error(`no listener at ${sockPath} (QEMU pid ${q.proc.pid})`);
+  return s.inode;
+}
+
+describe("other users' processes and sockets", () => {
+  let evilDir: string;
+  let impostor: Qemu;
+  let forger: ReturnType<typeof Bun.spawn> | undefined;
+
+  beforeAll(async () => {
+    // A directory of nobody's own, under one whose name is short: forged lines must fit in sun_path.
+    evilDir = mkdtempSync("/tmp/ve");
+    chownSync(evilDir, 65534, 65534);
+    chmodSync(evilDir, 0o755);
+  });
+  afterAll(async () => {
+    forger?.kill("SIGKILL");
+    await forger?.exited;
+    rmSync(evilDir, { recursive: true, force: true });
+  });
+
+  test("a QEMU another user names after a real VM's pid makes that pid ambiguous; pid:N picks the real one", async () => {
+    impostor = startQemu(
+      [
+        "-name", String(plain.proc.pid),
+        "-device", "virtio-serial-pci,id=vs0",
+        "-chardev", `socket,id=c1,path=${evilDir}/a.sock,server=on,wait=off`,
+        "-device", "virtserialport,bus=vs0.0,chardev=c1,name=org.example.a,id=pa",
+      ],
+      [],
+      asNobody,
+    );
+    await socketsExist(impostor, [`${evilDir}/a.sock`]);
+    const d = await discoverHosts({ libvirtDirs: [], useQmp: false, filter: (v) => v.pid === plain.proc.pid || v.pid === impostor.proc.pid });
+    const owners = d.vms.map((v) => [v.pid, v.name, v.owner]);
+    expect(owners, `what I saw: ${JSON.stringify(owners)} notes ${d.notes.join("; ")}`).toContainEqual([impostor.proc.pid, String(plain.proc.pid), { uid: 65534, user: "nobody" }]);
+    expect(owners).toContainEqual([plain.proc.pid, "testvm", { uid: 0, user: "root" }]);
+    let err: unknown;
+    try {
+      resolveVmPort(d, String(plain.proc.pid), "org.example.a");
+    } catch (e) {
+      err = e;
+    }
+    expect(err, `what I saw: ${String(err)}`).toBeInstanceOf(VmchanError);
+    const e = err as VmchanError;
+    expect(e.code).toBe(ExitCode.usage);
+    expect(e.message).toContain(`pid ${plain.proc.pid} "testvm" (matches its pid, user "root" (uid 0))`);
+    expect(e.message).toContain(`pid ${impostor.proc.pid} "${plain.proc.pid}" (matches its name, user "nobody" (uid 65534))`);
+    expect(resolveVmPort(d, "pid", `${plain.proc.pid}:org.example.a`).port.path).toBe(path("a.sock"));
+    expect(resolveVmPort(d, "name", `${plain.proc.pid}:org.example.a`).port.path).toBe(`${evilDir}/a.sock`);
+
+    // Root's send through the binary: one line and the usage code, instead of a connect to nobody's QEMU.
+    const { vmchan } = await import("../support/binary.ts");
+    const r = await vmchan(["send", "--data", "secret", `${plain.proc.pid}:org.example.a`]);
+    expect([r.code, r.stderr.split("\n").length], `what I saw: ${r.stderr}`).toEqual([ExitCode.usage, 2]);
+    expect(r.stderr).toStartWith(`vmchan: VM "${plain.proc.pid}" is ambiguous: it matches `);
+    expect(r.stderr).toContain(`e.g. "pid:${plain.proc.pid}:PORT"`);
+  }, 30_000);
+
+  test("forged /proc/net/unix lines from another user neither move an fd-passed socket nor mark a free one held", async () => {
+    // What the attacker learns from the world-readable /proc/net/unix: the inodes of QEMU's listeners.
+    const agentInode = inodeOf(libvirtLike.proc.pid, 4);
+    const consoleInode = await listenerInode(plain, path("b,c.sock"));
+    const forged = [
+      `${evilDir}/e\n0: 2 0 10000 1 01 ${agentInode} ${evilDir}/evil.sock`,
+      `${evilDir}/f\n0: 2 0 0 1 03 ${consoleInode} ${path("b,c.sock")}`,
+      `${evilDir}/g\n0: 2 0 0 1 03 987654321 ${path("b,c.sock")}`,
+    ];
+    const script = `
+      const net = require("node:net"), fs = require("node:fs"), p = require("node:path");
+      const paths = JSON.parse(process.argv[1]);
+      let left = paths.length;
+      for (const f of paths) {
+        fs.mkdirSync(p.dirname(f), { recursive: true });
+        net.createServer(() => {}).listen(f, () => { if (--left === 0) console.log("ready"); });
+      }`;
+    forger = Bun.spawn([...asNobody, process.execPath, "-e", script, JSON.stringify(forged)], { stdout: "pipe", stderr: "pipe" });
+    const reader = (forger.stdout as ReadableStream<Uint8Array>).getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value ?? new Uint8Array()), `forger stderr: ${await (first.done ? new Response(forger.stderr as ReadableStream).text() : "")}`).toBe("ready\n");
+    const text = await Bun.file("/proc/net/unix").text();
+    expect(text, "the forged lines are in /proc/net/unix").toContain(` ${agentInode} ${evilDir}/evil.sock`);
+
+    // sock_diag (the default): the true paths, nothing held, no note.
+    const both = (v: HostVm) => v.pid === plain.proc.pid || v.pid === libvirtLike.proc.pid;
+    const diag = await discoverHosts({ libvirtDirs: [], useQmp: false, filter: both });
+    const ports = (d: HostDiscovery) =>
+      d.vms.flatMap((v) => v.ports.filter((p) => p.name === "org.qemu.guest_agent.0" || p.name === "con0").map((p) => [p.name, p.backend, p.path, p.held]));
+    expect(ports(diag).sort(), `notes: ${diag.notes.join("; ")}`).toEqual([
+      ["con0", "unix", path("b,c.sock"), false],
+      ["org.qemu.guest_agent.0", "unix", path("agent.sock"), false],
+    ]);
+    expect(diag.notes).toEqual([]);
+
+    // Without sock_diag, /proc/PID/net/unix with duplicated inodes refused: unknown, and said so, never the attacker's path.
+    const text2 = await discoverHosts({
+      libvirtDirs: [], useQmp: false, filter: both,
+      unixSockets: () => {
+        throw new Error("sock_diag unavailable");
+      },
+    });
+    const agent = text2.vms.flatMap((v) => v.ports).find((p) => p.name === "org.qemu.guest_agent.0")!;
+    const con0 = text2.vms.flatMap((v) => v.ports).find((p) => p.name === "con0")!;
+    // con0's listener is one of the forged inodes: held is unknown there (null), never "held".
+    expect([agent.backend, agent.path, con0.held]).toEqual(["fd", null, null]);
+    const note = text2.notes.find((n) => n.includes(`(pid ${libvirtLike.proc.pid})`));
+    expect(note, `notes: ${text2.notes.join("; ")}`).toBe(
+      `VM "lib,vm" (pid ${libvirtLike.proc.pid}): fd 4 is a socket whose inode appears on several lines of /proc/${libvirtLike.proc.pid}/net/unix (a socket path with a newline in it forges lines): its path and state are unknown`,
+    );
+    expect(JSON.stringify(text2)).not.toContain("evil.sock");
+  }, 30_000);
+
+  test("a VM socket another user replaced in a directory it can write is refused before a byte is sent", async () => {
+    // Root's VM, its socket in a directory nobody may write (a shared or carelessly chosen directory).
+    const shared = mkdtempSync("/tmp/vs");
+    chownSync(shared, 65534, 65534);
+    const sock = `${shared}/port.sock`;
+    const vm = startQemu([
+      "-name", "replaced",
+      "-device", "virtio-serial-pci,id=vs0",
+      "-chardev", `socket,id=c1,path=${sock},server=on,wait=off`,
+      "-device", "virtserialport,bus=vs0.0,chardev=c1,name=org.example.r,id=pr",
+    ]);
+    let thief: ReturnType<typeof Bun.spawn> | undefined;
+    try {
+      await socketsExist(vm, [sock]);
+      // nobody swaps the file for a socket of its own, and counts what arrives.
+      const script = `
+        const net = require("node:net"), fs = require("node:fs");
+        fs.unlinkSync(process.argv[1]);
+        let n = 0;
+        const srv = net.createServer((c) => c.on("data", (b) => (n += b.length)).on("close", () => console.log("got " + n)));
+        srv.listen(process.argv[1], () => console.log("ready"));`;
+      thief = Bun.spawn([...asNobody, process.execPath, "-e", script, sock], { stdout: "pipe", stderr: "pipe" });
+      const out = (thief.stdout as ReadableStream<Uint8Array>).getReader();
+      const first = await out.read();
+      expect(new TextDecoder().decode(first.value ?? new Uint8Array()), "nobody's listener").toBe("ready\n");
+
+      const { d } = await discoverVm(vm, { useQmp: false });
+      const port = d.vms[0]!.ports[0]!;
+      expect(port.untrusted, `notes: ${d.notes.join("; ")}`).toBe(
+        `the socket file at ${sock} is not one QEMU listens on (it was replaced, or another process made it)`,
+      );
+      const { vmchan } = await import("../support/binary.ts");
+      const r = await vmchan(["send", "--data", "secret", `pid:${vm.proc.pid}:org.example.r`]);
+      expect([r.code, r.stderr], `what I saw: ${r.stderr}`).toEqual([
+        ExitCode.untrusted,
+        `vmchan: refusing "pid:${vm.proc.pid}:org.example.r": the socket file at ${sock} is not one QEMU listens on (it was replaced, or another process made it) (hint: if you trust that socket anyway, connect to it as 'unix:${sock}')\n`,
+      ]);
+      thief.kill("SIGTERM");
+      const rest = await out.read();
+      // The thief printed nothing more: no connection ever reached it.
+      expect(rest.value === undefined ? "" : new TextDecoder().decode(rest.value)).toBe("");
+    } finally {
+      thief?.kill("SIGKILL");
+      await thief?.exited;
+      rmSync(shared, { recursive: true, force: true });
+    }
+  }, 30_000);
+});
+
+// Last: connecting leaves QEMU to notice the close in its own time, which other tests' held checks must not race.
+describe("VM:NAME against real QEMUs", () => {
+  test("resolves to QEMU's socket with the owner to check, and the connection passes that check", async () => {
+    const { hostTargetResolver } = await import("../../lib/host/resolve-vm.ts");
+    const { SocketChannel } = await import("../../lib/host/socket-channel.ts");
+    const resolve = hostTargetResolver({ libvirtDirs: [], warn: () => {} });
+    for (const [q, port, sock] of [
+      [plain, "con0", path("b,c.sock")],
+      [libvirtLike, "org.qemu.guest_agent.0", path("agent.sock")], // listen() was ours, as libvirtd's would be
+    ] as const) {
+      const target = await resolve("pid", `${q.proc.pid}:${port}`);
+      expect(target).toMatchObject({ path: sock, held: false, peerUids: [0] });
+      const ch = await SocketChannel.connect(target.path, port, { ...target, lingerMs: 0 });
+      await ch.close();
+    }
+  }, 30_000);
 });

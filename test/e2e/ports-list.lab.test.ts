@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type GuestPort, PortsListing } from "../../lib/schema.ts";
 import { controlPortName, guestBinary, Lab, type LabPort } from "../lab/lab.ts";
+import { expectExit } from "../support/guest.ts";
 
 const long = 120_000;
 
@@ -19,7 +20,7 @@ const [con, a, b] = ports.map((p) => p.name) as [string, string, string];
 async function listPorts(lab: Lab): Promise<GuestPort[]> {
   const r = await lab.run(`${guestBinary} ports list --json`);
   expect(r.stderr).toBe("");
-  expect(r.code).toBe(0);
+  expectExit(lab, r, 0);
   return PortsListing.parse(JSON.parse(r.stdout)).guest;
 }
 
@@ -35,13 +36,13 @@ async function waitHostConnected(lab: Lab, port: string, want: 0 | 1): Promise<v
     `for i in $(seq 100); do grep -qx 'host_connected: ${want}' /sys/kernel/debug/virtio-ports/${port} && exit 0; sleep 0.1; done; cat /sys/kernel/debug/virtio-ports/${port}; exit 1`,
   );
   expect(r.stdout).toBe("");
-  expect(r.code).toBe(0);
+  expectExit(lab, r, 0);
 }
 
 /** Waits (in the guest, bounded) until process `pid` has `device` open as fd 0. */
 async function waitHolding(lab: Lab, pid: number, device: string): Promise<void> {
   const r = await lab.run(`for i in $(seq 100); do [ "$(readlink /proc/${pid}/fd/0)" = ${device} ] && exit 0; sleep 0.1; done; exit 1`);
-  expect(r.code).toBe(0);
+  expectExit(lab, r, 0);
 }
 
 /** A port as listed right after boot: nothing connected, nothing sent, no holders. */
@@ -117,7 +118,7 @@ describe("ports list in a guest with udev-style links", () => {
       } finally {
         await job.kill("TERM");
       }
-      expect((await job.wait({ timeoutMs: 30_000 })).code).toBe(128 + 15);
+      expectExit(lab, await job.wait({ timeoutMs: 30_000 }), 128 + 15);
       const after = byName(await listPorts(lab), b);
       expect([after.holders, after.guestConnected]).toEqual([[], false]);
     },
@@ -179,7 +180,7 @@ describe("ports list in a guest without udev", () => {
       expect(listing.map((p) => p.name)).toEqual(["org.vmchan.test.only", controlPortName]);
       expect(listing[0]).toEqual(idle("org.vmchan.test.only", "vport0p1", { linkPresent: false }));
       const table = await lab.run(`${guestBinary} ports list`);
-      expect(table.code).toBe(0);
+      expectExit(lab, table, 0);
       expect(table.stdout.split("\n")[1]!.split(/\s{2,}/)).toEqual([
         "org.vmchan.test.only",
         "/dev/vport0p1",

@@ -128,7 +128,9 @@ export class AgentClient {
           };
           const timer = setTimeout(() => {
             state.waiters = state.waiters.filter((w) => w !== waiter);
-            reject(this.#error(`guest command timed out after ${timeoutMs} ms: ${summary(state.script)}`));
+            // A job left running after its test failed would hold its port and fail the next test too.
+            if (!this.#closed) this.run(`kill -s KILL -- -${pid} 2>/dev/null; true`, { timeoutMs: 30_000 }).catch(() => {});
+            reject(this.#error(`guest command timed out after ${timeoutMs} ms (its process group is killed): ${summary(state.script)}`));
           }, timeoutMs);
           state.waiters.push(waiter);
         });

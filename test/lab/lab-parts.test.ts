@@ -165,4 +165,28 @@ describe("agent client", () => {
       close();
     }
   });
+
+  test("a wait that times out kills the job's process group, so it cannot hold a port into the next test", async () => {
+    const scripts: string[] = [];
+    let killed!: () => void;
+    const kill = new Promise<void>((r) => (killed = r));
+    const { client, close } = await withAgent((line, write) => {
+      const [id, script] = line.split(" ");
+      const text = Buffer.from(script ?? "", "base64").toString();
+      scripts.push(text);
+      write(`${id} pid ${40 + scripts.length}\n`);
+      if (text.startsWith("kill ")) {
+        write(`${id} done 0 ${b64("")} ${b64("")}\n`);
+        killed();
+      }
+    });
+    try {
+      const job = await client.spawn("sleep 300");
+      await expect(job.wait({ timeoutMs: 50 })).rejects.toThrow("guest command timed out after 50 ms (its process group is killed)");
+      await kill;
+      expect(scripts).toEqual(["sleep 300", "kill -s KILL -- -41 2>/dev/null; true"]);
+    } finally {
+      close();
+    }
+  });
 });

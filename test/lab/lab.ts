@@ -18,6 +18,7 @@ import { ensureKernel } from "./kernel.ts";
 import { controlPortName, type LabPort, qemuArgs, type ResolvedPort, resolvePorts } from "./qemu-args.ts";
 import { connectUnix, writeAndClose } from "./socket.ts";
 import { startWatchdog, type Watchdog } from "./watchdog.ts";
+import { unixListening } from "../support/proc-stats.ts";
 
 export type { GuestJob, LabPort, ResolvedPort, RunResult };
 export { controlPortName };
@@ -118,7 +119,7 @@ export class Lab {
       lab.bootMs = Date.now() - started;
       return lab;
     } catch (err) {
-      const details = lab ? lab.#diagnostics() : "";
+      const details = lab ? lab.diagnostics() : "";
       if (lab) await lab.close();
       else rmSync(dir, { recursive: true, force: true });
       const msg = err instanceof Error ? err.message : String(err);
@@ -130,15 +131,16 @@ export class Lab {
     const deadline = Date.now() + timeoutMs;
     const qmpPath = join(this.dir, "qmp.sock");
     const ctlPath = join(this.dir, "ctl.sock");
-    // QEMU creates its listening sockets before the guest runs; poll for them, but notice an early exit.
-    while (!(existsSync(qmpPath) && existsSync(ctlPath))) {
+    // QEMU creates its listening sockets before the guest runs; poll for them (listening, not only bound), but
+    // notice an early exit.
+    while (!(unixListening(qmpPath) && unixListening(ctlPath))) {
       if (this.#proc.exitCode !== null) throw new Error(`QEMU exited with status ${this.#proc.exitCode} before creating its sockets`);
       if (Date.now() > deadline) throw new Error(`QEMU did not create its sockets within ${timeoutMs} ms`);
       await Bun.sleep(20);
     }
     this.#qmp = await QmpClient.connect(qmpPath, { timeoutMs: Math.max(1000, deadline - Date.now()) });
     const ctl = await connectUnix(ctlPath, Math.max(1000, deadline - Date.now()));
-    this.#agent = new AgentClient(ctl, () => this.#diagnostics());
+    this.#agent = new AgentClient(ctl, () => this.diagnostics());
     const exited = this.#proc.exited.then((code) => {
       throw new Error(`QEMU exited with status ${code} during boot`);
     });
@@ -239,7 +241,7 @@ export class Lab {
   }
 
   /** The tail of the guest console and QEMU's own messages, for error reports. */
-  #diagnostics(): string {
+  diagnostics(): string {
     const tail = (text: string, n: number) => text.trimEnd().split("\n").slice(-n).join("\n");
     const read = (f: string) => {
       try {

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 
 /**
  * A process's resident memory now and at its peak, in bytes (VmRSS, VmHWM), or null once it has exited.
@@ -40,4 +40,33 @@ export function memorySampler(pid: number, everyMs = 50): { stop(): number } {
 /** How many file descriptors a process has open. */
 export function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/**
+ * Whether a unix socket bound at `path` is listening, per /proc/net/unix (flag __SO_ACCEPTCON). A socket file
+ * exists from bind() on, a moment before listen(): a connect in between is refused, so tests wait for this.
+ */
+export function unixListening(path: string): boolean {
+  let table: string;
+  try {
+    table = readFileSync("/proc/net/unix", "utf8");
+  } catch {
+    return false;
+  }
+  for (const line of table.split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length >= 8 && f.slice(7).join(" ") === path && (parseInt(f[3]!, 16) & 0x10000) !== 0) return true;
+  }
+  return false;
+}
+
+/** Waits until a unix socket listens at `path`; `alive` reports an early exit of the process meant to make it. */
+export async function waitListening(path: string, timeoutMs = 20_000, alive: () => string | null = () => null): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!unixListening(path)) {
+    const gone = alive();
+    if (gone) throw new Error(`nothing listens at ${path}: ${gone}`);
+    if (Date.now() > deadline) throw new Error(`nothing listened at ${path} within ${timeoutMs} ms (${existsSync(path) ? "the file exists" : "no file"})`);
+    await Bun.sleep(20);
+  }
 }

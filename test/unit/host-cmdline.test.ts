@@ -164,3 +164,20 @@ describe("parseQemuArgv", () => {
     expect(r.vm.ports[0]!.path).toBe("@vmchan-a");
   });
 });
+
+describe("hostile command lines", () => {
+  test("an option string of a million flags and no '=' is read in linear time", () => {
+    const started = performance.now();
+    const o = parseOptionString("virtserialport" + ",a".repeat(1_000_000), { implied: "driver" });
+    const ms = performance.now() - started;
+    // Linear is tens of milliseconds; the quadratic scan this guards against takes hours.
+    expect(ms, `what I saw: ${ms.toFixed(0)} ms, ${o.size} keys`).toBeLessThan(10_000);
+    expect([...o], `what I saw: ${[...o].slice(0, 5)}`).toEqual([["driver", "virtserialport"], ["a", "on"]]);
+  });
+
+  test("a value of a million escaped commas is read whole", () => {
+    const o = parseOptionString("path=" + ",,".repeat(1_000_000) + ",id=c0");
+    expect(o.get("path")?.length).toBe(1_000_000);
+    expect(o.get("id")).toBe("c0");
+  });
+});

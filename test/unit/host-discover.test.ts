@@ -111,6 +111,8 @@ function fakeHost(): FixtureRoot {
   mkdirSync(join(fx.root, "/proc/99/cmdline"), { recursive: true });
 
   fx.file("/proc/4242/cmdline", nul(argv("handmade.argv")));
+  fx.file("/proc/4242/status", "Name:\tqemu-system-x86\nUmask:\t0022\nUid:\t1000\t64055\t64055\t64055\n");
+  fx.file("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nlibvirt-qemu:x:64055:108::/var/lib/libvirt:/usr/sbin/nologin\n");
   fx.link("/proc/4242/cwd", "/srv/vms");
   fx.file(
     "/proc/4242/net/unix",
@@ -183,6 +185,7 @@ async function discoverFake(useQmp: boolean, opened: FakeQmp[] = []) {
     useQmp,
     timeoutMs: 50,
     qmpConnect: connect,
+    passwdFile: join(fx.root, "etc/passwd"),
   });
   return { d, connect, elapsed: Date.now() - started, procRoot: join(fx.root, "proc") };
 }
@@ -229,6 +232,7 @@ describe("discoverHosts", () => {
       name: "lab,one",
       pid: 4242,
       uuid: "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+      owner: { uid: 64055, user: "libvirt-qemu" },
       sources: ["cmdline", "qmp"],
       qmp: ["/run/vm/lab,one/qmp.sock"],
       startedPaused: true,
@@ -312,8 +316,9 @@ describe("discoverHosts", () => {
 
   test("a stalled QMP socket does not hold discovery up", async () => {
     const { elapsed } = await discoverFake(true);
-    // 2 x timeoutMs for the stalled connect, plus the file work; far from "forever".
-    expect(elapsed).toBeLessThan(1000);
+    // 2 x timeoutMs (100 ms) for the stalled connect, plus the file work: about 150 ms idle. A discovery that waited
+    // on the stalled socket would never return; 10 s is far from both, also on a loaded machine.
+    expect(elapsed, `discovery took ${elapsed} ms`).toBeLessThan(10_000);
   });
 
   test("a filter keeps other VMs' QMP sockets untouched", async () => {
@@ -385,10 +390,11 @@ describe("QMP helpers", () => {
     ]);
   });
 
-  test("/proc/net/unix rows keep paths with spaces and mark listeners", () => {
+  test("/proc/net/unix rows keep paths with spaces, mark listeners and keep unnamed sockets", () => {
     expect(parseProcNetUnix(netUnix([[7, 1, true, "/a b/c"], [8, 3, false, "@abstract"]]) + "0000: 00000002 00000000 00000000 0001 03 9\n")).toEqual([
-      { inode: 7, state: 1, listening: true, path: "/a b/c" },
-      { inode: 8, state: 3, listening: false, path: "@abstract" },
+      { inode: 7, state: "listen", path: "/a b/c", peer: null, vfs: null, uid: null },
+      { inode: 8, state: "connected", path: "@abstract", peer: null, vfs: null, uid: null },
+      { inode: 9, state: "connected", path: null, peer: null, vfs: null, uid: null },
     ]);
   });
 
@@ -456,8 +462,8 @@ describe("resolveVmPort", () => {
   test("a name two VMs share is ambiguous, naming their pids", () => {
     const e = fail("twin", "a");
     expect([e.message, e.hint, e.code]).toEqual([
-      'VM name "twin" is ambiguous: QEMU processes 30, 31 all use it',
-      'name the VM by pid instead, e.g. "30:PORT"',
+      'VM name "twin" is ambiguous: it matches pid 30 "twin" (matches its name); pid 31 "twin" (matches its name)',
+      `pick one with pid:PID:PORT, e.g. "pid:30:PORT", uuid:UUID:PORT or name:NAME:PORT; see 'vmchan ports list'`,
       ExitCode.usage,
     ]);
   });

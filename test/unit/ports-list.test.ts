@@ -126,19 +126,21 @@ describe("ports list on a host", () => {
           "-device", "virtconsole,chardev=c2,name=con0,id=pc",
         ),
       )
+      .file("/proc/4242/status", "Name:\tqemu-system-x86\nUid:\t64055\t64055\t64055\t64055\nGid:\t64055\t64055\t64055\t64055\n")
+      .file("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nlibvirt-qemu:x:64055:108:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin\n")
       .dir("/proc/4242/fd");
     const r = await runCommand(fx.root, (ctx) => portsList(ctx, { qmp: false }));
     expect(r.code).toBe(0);
     expect(r.stdout.split("\n").map((l) => l.split(/\s{2,}/))).toEqual([
-      ["VM", "PID", "PORT", "KIND", "SOCKET", "MODE", "GUEST", "CLIENT"],
-      ["vm1", "4242", "org.example.a", "serial", "/run/vm1/a,b.sock", "we connect", "unknown", "unknown"],
-      ["vm1", "4242", "con0", "console", "/run/vm1/log.sock", "QEMU connects", "unknown", "unknown"],
+      ["VM", "PID", "USER", "PORT", "KIND", "SOCKET", "MODE", "GUEST", "CLIENT"],
+      ["vm1", "4242", "libvirt-qemu", "org.example.a", "serial", "/run/vm1/a,b.sock", "we connect", "unknown", "unknown"],
+      ["vm1", "4242", "libvirt-qemu", "con0", "console", "/run/vm1/log.sock", "QEMU connects", "unknown", "unknown"],
       [""],
     ]);
     const json = PortsListing.parse(JSON.parse((await runCommand(fx.root, (ctx) => portsList(ctx, { qmp: false, json: true }))).stdout));
     expect(json.guest).toEqual([]);
-    expect(json.host.vms.map((v) => [v.name, v.pid, v.ports.map((p) => [p.name, p.kind, p.path, p.mode])])).toEqual([
-      ["vm1", 4242, [["org.example.a", "serial", "/run/vm1/a,b.sock", "connect"], ["con0", "console", "/run/vm1/log.sock", "listen"]]],
+    expect(json.host.vms.map((v) => [v.name, v.pid, v.owner, v.ports.map((p) => [p.name, p.kind, p.path, p.mode])])).toEqual([
+      ["vm1", 4242, { uid: 64055, user: "libvirt-qemu" }, [["org.example.a", "serial", "/run/vm1/a,b.sock", "connect"], ["con0", "console", "/run/vm1/log.sock", "listen"]]],
     ]);
     const missing = await runCommand(fx.root, (ctx) => portsList(ctx, { qmp: false, vm: "vm2" }));
     expect(missing.code).toBe(ExitCode.notFound);

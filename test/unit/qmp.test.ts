@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { QmpClient, QmpError } from "../../lib/host/qmp.ts";
+import { _lineSplitter, MAX_QMP_LINE, QmpClient, QmpError, QmpPeerError } from "../../lib/host/qmp.ts";
 
 const greeting = { QMP: { version: { qemu: { major: 7, minor: 2, micro: 22 }, package: "" }, capabilities: ["oob"] } };
 
@@ -208,5 +208,55 @@ describe("QmpClient", () => {
   test("connect fails when the peer does not speak QMP", async () => {
     const f = await start(undefined, (sock) => sock.write('{"hello": 1}\n'));
     await expect(QmpClient.connect(f.path, { timeoutMs: 1000 })).rejects.toThrow("unexpected greeting");
+  });
+
+  test("a peer that sends a line over the bound without a newline is dropped: commands reject with the reason", async () => {
+    const f = await start((req) => (req.execute === "qmp_capabilities" ? { return: {}, id: req.id } : null));
+    client = await QmpClient.connect(f.path);
+    const pending = client.execute("query-status").then(
+      () => "resolved",
+      (err: Error) => err,
+    );
+    const chunk = "z".repeat(256 * 1024);
+    for (let sent = 0; sent <= MAX_QMP_LINE; sent += chunk.length) f.send(chunk);
+    const outcome = await pending;
+    expect(outcome, `what I saw: ${String(outcome)}`).toBeInstanceOf(QmpPeerError);
+    expect(String(outcome)).toMatch(/QMP peer sent a line over 4194304 bytes without a newline/);
+    // Later commands fail at once instead of waiting for their timeout.
+    await expect(client.execute("query-status")).rejects.toBeInstanceOf(QmpPeerError);
+  });
+});
+
+describe("QMP error replies from a hostile peer", () => {
+  test("an error nested a million deep or megabytes long rejects with a short description, no crash", async () => {
+    const f = await start((req) => (req.execute === "qmp_capabilities" ? { return: {}, id: req.id } : null));
+    client = await QmpClient.connect(f.path);
+    const deep = client.execute("query-status").catch((e: unknown) => e);
+    await f.requestCount(2);
+    f.send(`{"error": ${"[".repeat(1_000_000)}${"]".repeat(1_000_000)}, "id": "vmchan-2"}\n`);
+    const e1 = await deep;
+    expect(e1, `what I saw: ${String(e1)}`).toBeInstanceOf(QmpError);
+    expect((e1 as QmpError).desc).toBe("an error reply too deeply nested to show");
+    const long = client.execute("query-status").catch((e: unknown) => e);
+    await f.requestCount(3);
+    f.send(`{"error": {"class": "X", "data": "${"d".repeat(2_000_000)}"}, "id": "vmchan-3"}\n`);
+    const e2 = (await long) as QmpError;
+    expect(e2.desc.length, `what I saw: ${e2.desc.slice(0, 100)}`).toBeLessThan(300);
+    expect(e2.errorClass).toBe("X");
+  });
+});
+
+describe("QMP line splitting", () => {
+  test("lines split across chunks, CRLF and blank lines; a line at the bound passes, one byte more throws", () => {
+    const split = _lineSplitter(10);
+    expect(split(Buffer.from('{"a":1}\r\n\n{"b"'))).toEqual(['{"a":1}']);
+    expect(split(Buffer.from(':2}\n'))).toEqual(['{"b":2}']);
+    expect(split(Buffer.from("0123456789\n"))).toEqual(["0123456789"]);
+    expect(split(Buffer.from("01234"))).toEqual([]);
+    expect(() => split(Buffer.from("567890"))).toThrow(QmpPeerError);
+    // Multi-byte UTF-8 split across chunks is decoded whole.
+    const again = _lineSplitter(10);
+    const euro = Buffer.from("€\n");
+    expect([...again(euro.subarray(0, 1)), ...again(euro.subarray(1))]).toEqual(["€"]);
   });
 });

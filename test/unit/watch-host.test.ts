@@ -3,7 +3,7 @@ import type { DiscoverOptions } from "../../lib/host/discover.ts";
 import { type HostDiscovery, type HostPort, type HostVm, hostPort } from "../../lib/host/model.ts";
 import { type QmpEvent, QmpError } from "../../lib/host/qmp.ts";
 import { HostWatchEvent } from "../../lib/watch/event.ts";
-import { type HostChange, HostWatcher } from "../../lib/watch/host-watcher.ts";
+import { type HostChange, HostWatcher, maxEventsPerSecond, maxPendingIds } from "../../lib/watch/host-watcher.ts";
 import type { QmpEventClient, QmpEventConnect } from "../../lib/watch/qmp-session.ts";
 
 const BUS = "/machine/peripheral/vs0/virtio-backend/vs0.0";
@@ -188,8 +188,16 @@ describe("host watcher", () => {
     await Bun.sleep(1);
     s.machine.chardevs.get("ch-a")!.open = true;
     s.clients[0]!.fire("VSERPORT_CHANGE", { id: "port-a", open: true });
+    // The first poll (5 ms per QMP call) reports it when it ends: wait for that, then a little more for a
+    // duplicate that must not come.
+    const got: HostChange[] = [];
+    for (let i = 0; i < 500 && got.length === 0; i++) {
+      await Bun.sleep(10);
+      got.push(...s.take());
+    }
     await Bun.sleep(200);
-    expect(s.take()).toEqual([ch("guest-opened", "org.a", "port-a", "/run/vm1/a.sock", "qmp-event")]);
+    got.push(...s.take());
+    expect(got).toEqual([ch("guest-opened", "org.a", "port-a", "/run/vm1/a.sock", "qmp-event")]);
     s.watcher.close();
   });
 
@@ -381,5 +389,70 @@ describe("host watcher", () => {
     await w.tick();
     expect(w.vms.map((v) => v.name)).toEqual(["vm1"]);
     expect(s.notes).toEqual(["cannot read /proc/77/cmdline: permission denied"]);
+  });
+
+  test("events for one port that arrive faster than they are handled: only the latest state counts", async () => {
+    const s = scene();
+    await s.watcher.tick();
+    await s.settle();
+    const qmp = s.clients[0]!;
+    for (let i = 0; i < 50; i++) {
+      qmp.fire("VSERPORT_CHANGE", { id: "port-a", open: false });
+      qmp.fire("VSERPORT_CHANGE", { id: "port-a", open: true });
+    }
+    await s.settle();
+    const got = s.take();
+    expect(got, `what I saw: ${JSON.stringify(got)}`).toEqual([ch("guest-opened", "org.a", "port-a", "/run/vm1/a.sock", "qmp-event")]);
+    s.watcher.close();
+  });
+
+  test("a QMP peer flooding events is dropped once, with a note; its ports' guest state becomes unknown", async () => {
+    const s = scene();
+    await s.watcher.tick();
+    await s.settle();
+    const qmp = s.clients[0]!;
+    qmp.fire("VSERPORT_CHANGE", { id: "port-a", open: true });
+    await s.settle();
+    s.take();
+    for (let i = 0; i < maxEventsPerSecond(3) + 10; i++) qmp.fire("VSERPORT_CHANGE", { id: "port-a", open: i % 2 === 0 });
+    await s.settle();
+    expect(qmp.closed).toBe(true);
+    expect(s.notes.filter((n) => /dropped the QMP peer/.test(n)), `what I saw: ${JSON.stringify(s.notes)}`).toEqual([
+      `VM "vm1" (pid 4242): dropped the QMP peer at /run/vm1/qmp.sock: it floods (over ${maxEventsPerSecond(3)} events within 1 s (QEMU sends at most one VSERPORT_CHANGE per port per second)); the guest open/close state of its ports is unknown from now on`,
+    ]);
+    // Not reconnected: the next rounds leave it dropped.
+    await s.watcher.tick();
+    await s.settle();
+    expect(s.clients.length).toBe(1);
+    s.watcher.close();
+  });
+
+  test("events for ever more ids that are no port are not queued without bound: the peer is dropped", async () => {
+    const s = scene({ delayMs: 1 });
+    await s.watcher.tick();
+    await s.settle();
+    const qmp = s.clients[0]!;
+    for (let i = 0; i < maxPendingIds(3) + 5; i++) qmp.fire("VSERPORT_CHANGE", { id: `ghost${i}`, open: true });
+    await s.settle();
+    expect(qmp.closed).toBe(true);
+    expect(s.notes, `what I saw: ${JSON.stringify(s.notes)}`).toContain(
+      `VM "vm1" (pid 4242): dropped the QMP peer at /run/vm1/qmp.sock: it floods (events for over ${maxPendingIds(3)} unhandled device ids at once); the guest open/close state of its ports is unknown from now on`,
+    );
+    s.watcher.close();
+  });
+
+  test("an event with a megabyte-long device id is ignored: nothing queued, nothing printed", async () => {
+    const s = scene();
+    await s.watcher.tick();
+    await s.settle();
+    const qmp = s.clients[0]!;
+    const calls = qmp.calls.length;
+    for (let i = 0; i < 50; i++) qmp.fire("VSERPORT_CHANGE", { id: `${i}`.padEnd(1024 * 1024, "x"), open: true });
+    qmp.fire("DEVICE_DELETED", { device: "d".repeat(1024 * 1024), path: "/machine/peripheral-anon/" + "p".repeat(1024 * 1024) });
+    await s.settle();
+    expect(s.take()).toEqual([]);
+    expect(qmp.calls.length, `what I saw: ${qmp.calls.slice(calls).join(", ")}`).toBe(calls);
+    expect(qmp.closed).toBe(false);
+    s.watcher.close();
   });
 });

@@ -13,9 +13,9 @@ afterEach(() => fx?.dispose());
 
 const debug = (connected: 0 | 1) => ({ host_connected: connected, guest_connected: 0, is_console: "no" });
 
-/** Waits until `cond` holds, polling every 10 ms, up to 5 s. */
+/** Waits until `cond` holds, polling every 10 ms, up to 20 s. */
 async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + 20_000;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await Bun.sleep(10);

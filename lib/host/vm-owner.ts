@@ -1,0 +1,100 @@
+import * as fs from "node:fs";
+import type { VmOwner } from "./model.ts";
+import { sameSocketFile, type ProcSockets } from "./proc-sockets.ts";
+
+/** The passwd file is read up to this many bytes: enough for any real one, bounded for a hostile one. */
+const PASSWD_MAX_BYTES = 4 * 1024 * 1024;
+
+const passwdCache = new Map<string, Map<number, string>>();
+
+/** uid -> user name from a passwd file (first entry wins, as getpwuid does); empty when unreadable. */
+export function readPasswd(file: string): Map<number, string> {
+  const cached = passwdCache.get(file);
+  if (cached) return cached;
+  const users = new Map<number, string>();
+  let text = "";
+  try {
+    const fd = fs.openSync(file, "r");
+    try {
+      const buf = Buffer.alloc(PASSWD_MAX_BYTES);
+      const n = fs.readSync(fd, buf, 0, buf.length, 0);
+      text = buf.toString("utf8", 0, n);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    // No passwd file (a container, a fixture): owners are shown by uid only.
+  }
+  for (const line of text.split("\n")) {
+    const f = line.split(":");
+    if (f.length < 3 || f[0] === "" || !/^\d+$/.test(f[2]!)) continue;
+    const uid = Number(f[2]);
+    if (!users.has(uid)) users.set(uid, f[0]!);
+  }
+  passwdCache.set(file, users);
+  return users;
+}
+
+/** The effective uid QEMU runs as (from /proc/PID/status) and its user name; null when unreadable. */
+export function readOwner(procRoot: string, pid: number, passwdFile = "/etc/passwd"): VmOwner | null {
+  let status: string;
+  try {
+    status = fs.readFileSync(`${procRoot}/${pid}/status`, "utf8");
+  } catch {
+    return null;
+  }
+  // "Uid:\treal\teffective\tsaved\tfs": the effective uid is whose rights QEMU has.
+  const m = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
+  if (!m) return null;
+  const uid = Number(m[2]);
+  return { uid, user: readPasswd(passwdFile).get(uid) ?? null };
+}
+
+/** "user "NAME" (uid N)" or "uid N". */
+export function ownerLabel(owner: VmOwner): string {
+  return owner.user !== null ? `user "${owner.user}" (uid ${owner.uid})` : `uid ${owner.uid}`;
+}
+
+/**
+ * Accounts that run VMs for a system service (libvirt, distribution QEMU packages). Sending to a VM
+ * owned by anyone else but ourselves gets a warning: that user could have started any process under
+ * that name.
+ */
+export const SERVICE_ACCOUNTS: ReadonlySet<string> = new Set(["qemu", "libvirt-qemu", "kvm", "libvirt"]);
+
+/** Whether a VM with this owner deserves a warning before `euid` sends to it: not ours, not root's, not a service account's. */
+export function ownerSurprises(owner: VmOwner | null, euid: number): boolean {
+  if (owner === null) return false;
+  return owner.uid !== euid && owner.uid !== 0 && !(owner.user !== null && SERVICE_ACCOUNTS.has(owner.user));
+}
+
+/**
+ * Why the socket file at `path` is not to be trusted as the VM's, or null. The rule: when QEMU's own
+ * sockets could be read through sock_diag, the file must be the one one of QEMU's listening sockets is
+ * bound to (same device and inode); in every case its owner must be the VM's user or root. A missing
+ * file says nothing (connecting will say "no socket").
+ */
+export function socketDistrust(
+  path: string,
+  owner: VmOwner | null,
+  options: { sockets?: ProcSockets; passwdFile?: string } = {},
+): string | null {
+  const { sockets } = options;
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(path);
+  } catch {
+    return null;
+  }
+  if (!st.isSocket()) return `${path} is not a socket`;
+  if (sockets && sockets.source === "sock_diag") {
+    const bound = [...sockets.listeningFiles.values()].some((f) => sameSocketFile(f, st));
+    if (!bound) return `the socket file at ${path} is not one QEMU listens on (it was replaced, or another process made it)`;
+  }
+  if (owner !== null && st.uid !== owner.uid && st.uid !== 0) {
+    const users = readPasswd(options.passwdFile ?? "/etc/passwd");
+    const who = users.get(st.uid);
+    return `the socket file at ${path} belongs to ${who !== undefined ? `user "${who}" (uid ${st.uid})` : `uid ${st.uid}`}, not to the VM's ${ownerLabel(owner)} or root`;
+  }
+  return null;
+}
