@@ -66,14 +66,21 @@ export function disableRuntimeVariables(file: string): string[] {
   return patched;
 }
 
-/** Runs the patched binary with BUN_BE_BUN and a BUN_OPTIONS preload; both must be ignored. */
+/** Runs the patched binary with BUN_BE_BUN, a BUN_OPTIONS preload and a waiting BUN_INSPECT; all must be ignored. */
 export function selfTest(file: string): void {
   const cases: Array<[string, Record<string, string>]> = [
     ["BUN_BE_BUN=1", { BUN_BE_BUN: "1" }],
     ["BUN_OPTIONS=--preload", { BUN_OPTIONS: "--preload /nonexistent/vmchan-build-self-test.js" }],
+    // An active inspector would wait here for a debugger that never comes (the timeout below ends it).
+    ["BUN_INSPECT=...?wait=1", { BUN_INSPECT: "ws://127.0.0.1:0/vmchan-build-self-test?wait=1" }],
   ];
   for (const [what, env] of cases) {
-    const r = Bun.spawnSync([file, "--version"], { env: { PATH: "/usr/bin:/bin", VMCHAN_ALLOW_BUN_ENV: "1", ...env }, stdout: "pipe", stderr: "pipe" });
+    const r = Bun.spawnSync([file, "--version"], {
+      env: { PATH: "/usr/bin:/bin", VMCHAN_ALLOW_BUN_ENV: "1", ...env },
+      stdout: "pipe",
+      stderr: "pipe",
+      timeout: 30_000,
+    });
     const out = r.stdout.toString();
     if (r.exitCode !== 0 || !out.startsWith("vmchan "))
       throw new Error(`self-test: ${what} still changes the binary (exit ${r.exitCode}, stdout ${JSON.stringify(out.slice(0, 80))}, stderr ${JSON.stringify(r.stderr.toString().slice(0, 200))})`);

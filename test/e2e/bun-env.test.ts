@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -139,22 +139,30 @@ describe("the compiled binary and Bun's environment", () => {
       await control.exited;
     }
 
-    const forms = [(p: number) => `ws://127.0.0.1:${p}/x?wait=1`, (p: number) => `ws://127.0.0.1:${p}/x?break=1`, (p: number) => `127.0.0.1:${p}`, (p: number) => `${p}`];
-    for (const make of forms) {
+    const forms: Array<(p: number) => Record<string, string>> = [
+      (p) => ({ BUN_INSPECT: `ws://127.0.0.1:${p}/x?wait=1` }),
+      (p) => ({ BUN_INSPECT: `ws://127.0.0.1:${p}/x?break=1` }),
+      (p) => ({ BUN_INSPECT: `127.0.0.1:${p}` }),
+      (p) => ({ BUN_INSPECT: `${p}` }),
+      (p) => ({ BUN_OPTIONS: `--inspect-wait=127.0.0.1:${p}` }),
+      (p) => ({ BUN_OPTIONS: `--inspect-brk=127.0.0.1:${p}` }),
+    ];
+    for (const form of forms) {
       const port = await freePort();
+      const make = (p: number) => JSON.stringify(form(p));
       const sock = join(dir, `inspect-${port}.sock`);
       const p = Bun.spawn([VMCHAN, "listen", `unix-listen:${sock}`], {
-        env: { PATH: "/usr/bin:/bin", BUN_INSPECT: make(port), VMCHAN_ALLOW_BUN_ENV: "1" },
+        env: { PATH: "/usr/bin:/bin", ...form(port), VMCHAN_ALLOW_BUN_ENV: "1" },
         stdin: "pipe",
         stdout: "pipe",
         stderr: "pipe",
       });
       try {
         // The socket exists only once vmchan's code runs: with ?wait=1 an active inspector would hold it back.
-        await until(`vmchan to listen on ${sock} with BUN_INSPECT=${make(port)}`, () => existsSync(sock));
+        await until(`vmchan to listen on ${sock} with ${make(port)}`, () => existsSync(sock));
         const listening = listeningPorts();
-        expect(listening, `BUN_INSPECT=${make(port)}: /proc/net/tcp listeners ${listening}`).not.toContain(port);
-        expect(await connects(port), `BUN_INSPECT=${make(port)}: something accepts on ${port}`).toBe(false);
+        expect(listening, `${make(port)}: /proc/net/tcp listeners ${listening}`).not.toContain(port);
+        expect(await connects(port), `${make(port)}: something accepts on ${port}`).toBe(false);
       } finally {
         p.kill("SIGTERM");
         await p.exited;
@@ -204,6 +212,19 @@ describe("the compiled binary and Bun's environment", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(out, "what the child saw: " + out).toContain("KEEP_ME=yes\n");
     expect(out, "what the child saw: " + out).not.toMatch(/^(BUN_OPTIONS|BUN_BE_BUN|BUN_INSPECT|BUN_CONFIG_|BUN_JSC_)/m);
+  });
+
+  test("a bunfig.toml in HOME or XDG_CONFIG_HOME preloads nothing", async () => {
+    const home = mkdtempSync(join(dir, "home-"));
+    const pre = markerScript("home-bunfig.js");
+    const bunfig = `preload = [${JSON.stringify(pre)}]\n`;
+    mkdirSync(join(home, ".config", "bun"), { recursive: true });
+    writeFileSync(join(home, ".bunfig.toml"), bunfig);
+    writeFileSync(join(home, ".config", ".bunfig.toml"), bunfig);
+    writeFileSync(join(home, ".config", "bun", "bunfig.toml"), bunfig);
+    const r = await vmchan(["--version"], { cwd: home, env: { HOME: home, XDG_CONFIG_HOME: join(home, ".config") } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(markers(), "a global bunfig preload").toEqual([]);
   });
 
   test(".env and bunfig.toml in the working directory are not loaded, not even into children", async () => {
