@@ -1,7 +1,9 @@
 #!/usr/bin/env bun
 import { Command, CommanderError } from "@commander-js/extra-typings";
+import { formatError } from "../lib/errors.ts";
 import { clipText } from "../lib/escape.ts";
 import { ExitCode, exitCodeTable } from "../lib/exit-codes.ts";
+import { checkRuntimeEnv } from "../lib/runtime-env.ts";
 import { bridgeCommand } from "./bridge.ts";
 import { catCommand } from "./cat.ts";
 import { completionCommands } from "./completions.ts";
@@ -50,6 +52,13 @@ function usageLine(text: string, cmd: Command): string {
 }
 
 async function main(argv: string[]): Promise<void> {
+  try {
+    checkRuntimeEnv(process.env);
+  } catch (err) {
+    const { text, code } = formatError(err);
+    process.stderr.write(text);
+    process.exit(code);
+  }
   const program = buildProgram();
   const configure = (cmd: Command) => {
     cmd.exitOverride();

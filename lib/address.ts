@@ -3,7 +3,7 @@ import { UsageError } from "./errors.ts";
 /** An endpoint address, parsed once; every command takes these. */
 export type Address =
   | { kind: "stdio" }
-  | { kind: "port"; spec: string }
+  | { kind: "port"; spec: string; /** `file:PATH`: open PATH as it is, without the virtio-serial check. */ anyDevice?: true }
   | { kind: "vm-port"; vm: string; port: string }
   | { kind: "unix"; path: string }
   | { kind: "unix-listen"; path: string }
@@ -31,6 +31,7 @@ export const KEYWORDS: Readonly<Record<string, Keyword>> = {
   exec: { kind: "exec", form: "exec:CMD [ARGS...]", help: "run a command, wired to its stdin/stdout" },
   stdio: { kind: "stdio", form: "stdio", help: "standard input and output" },
   port: { kind: "port", form: "port:NAME", help: "a guest port by name, vportNpM, hvcN or /dev path" },
+  file: { kind: "port", form: "file:PATH", help: "an existing file or device used as a port, without the virtio-serial check" },
 };
 
 /** Which kinds a command accepts, for the message when another one is given. */
@@ -90,6 +91,10 @@ export function parseAddress(text: string): Address {
       need(rest === "", "nothing after stdio");
       return { kind: "stdio" };
     case "port":
+      if (word === "file") {
+        need(rest !== "", "a path");
+        return { kind: "port", spec: rest, anyDevice: true };
+      }
       need(rest !== "", "a port name");
       return { kind: "port", spec: rest };
     default:

@@ -10,6 +10,7 @@ import { PortDevice, type PortOptions } from "./guest/port-device.ts";
 import { resolveGuestPort } from "./guest/resolve.ts";
 import { connectError, SocketChannel } from "./host/socket-channel.ts";
 import { SocketStream } from "./net/socket-stream.ts";
+import { childEnv } from "./runtime-env.ts";
 import type { Connector, Session } from "./session.ts";
 
 export interface ConnectorOptions extends PortOptions {
@@ -27,7 +28,7 @@ export interface ConnectorOptions extends PortOptions {
 export function connectorFor(addr: Address, label: string, options: ConnectorOptions = {}): Connector {
   switch (addr.kind) {
     case "port":
-      return new PortConnector(addr.spec, label, options, options.log ?? (() => {}), options.events ?? (() => {}));
+      return new PortConnector(addr.spec, label, addr.anyDevice ? { ...options, anyDevice: true } : options, options.log ?? (() => {}), options.events ?? (() => {}));
     case "unix":
       return activeConnector(label, () => SocketChannel.connect(addr.path, label, { lingerMs: options.lingerMs }));
     case "vm-port":
@@ -97,7 +98,8 @@ class PortConnector implements Connector {
 
   prepare(): void {
     if (this.dev) return;
-    const ref = resolveGuestPort(this.spec, this.options.root ?? "/");
+    // file:PATH is taken as written; anything else is looked up as a guest port.
+    const ref = this.options.anyDevice ? { path: this.spec, label: this.label } : resolveGuestPort(this.spec, this.options.root ?? "/");
     this.dev = PortDevice.open(ref.path, ref.label, this.options);
   }
 
@@ -293,7 +295,7 @@ function listenError(err: unknown, where: string, label: string): VmchanError {
 export function spawnSession(argv: string[], label: string): Session {
   let proc: ReturnType<typeof Bun.spawn<"pipe", "pipe", "inherit">>;
   try {
-    proc = Bun.spawn(argv, { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+    proc = Bun.spawn(argv, { stdin: "pipe", stdout: "pipe", stderr: "inherit", env: childEnv() });
   } catch (err) {
     throw new VmchanError(`cannot run "${argv[0]}": ${errnoOf(err) === "ENOENT" ? "command not found" : (err as Error).message}`, {
       code: ExitCode.notFound,

@@ -22,6 +22,8 @@ export const ExitCode = {
   peerGone: 9,
   /** No virtio-serial ports on this machine (and, on a host, no VM with ports). */
   noPorts: 10,
+  /** Refused to start: the environment sets a variable that changes the Bun runtime (BUN_OPTIONS, BUN_BE_BUN, BUN_INSPECT...). */
+  unsafeEnvironment: 11,
   /** Refused: a VM's socket is not provably the VM's (another file at its path, another user's). */
   untrusted: 12,
   /** Interrupted by SIGINT or SIGTERM before completion (128 + signal number for SIGINT). */
@@ -47,6 +49,7 @@ export const exitCodeTable: ReadonlyArray<readonly [number, string]> = [
   [ExitCode.unplugged, "port hot-unplugged while in use"],
   [ExitCode.peerGone, "peer disconnected in the middle of a transfer"],
   [ExitCode.noPorts, "no virtio-serial ports found"],
+  [ExitCode.unsafeEnvironment, "refused: BUN_OPTIONS, BUN_BE_BUN, BUN_INSPECT*, BUN_JSC_* or BUN_CONFIG_* set (VMCHAN_ALLOW_BUN_ENV=1 overrides)"],
   [ExitCode.untrusted, "refused: a VM's socket is not the VM's (replaced, or another user's)"],
   [ExitCode.internal, "internal error (a bug: please report the stack trace)"],
   [ExitCode.interrupted, "interrupted (Ctrl-C); other signals: 128 + signal number"],

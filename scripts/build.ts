@@ -7,6 +7,7 @@
  */
 import { $ } from "bun";
 import { mkdirSync } from "node:fs";
+import { disableRuntimeVariables, selfTest } from "./harden.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const pkg = (await Bun.file(`${root}package.json`).json()) as { version: string };
@@ -48,5 +49,12 @@ for (const [target, outfile] of targets) {
     console.error(`build: ${target} failed (exit ${proc.exitCode})`);
     process.exit(1);
   }
-  console.log(`build: ${outfile} (${target}, ${pkg.version}, commit ${commit}${dirty})`);
+  try {
+    const patched = disableRuntimeVariables(`${root}${outfile}`);
+    if (target === "bun-linux-x64") selfTest(`${root}${outfile}`);
+    console.log(`build: ${outfile} (${target}, ${pkg.version}, commit ${commit}${dirty}; runtime ignores ${patched.join(", ")})`);
+  } catch (err) {
+    console.error(`build: ${target}: ${(err as Error).message}`);
+    process.exit(1);
+  }
 }

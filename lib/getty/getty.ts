@@ -3,7 +3,7 @@ import type { Context } from "../context.ts";
 import { VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
 import { PortDevice } from "../guest/port-device.ts";
-import { portOpenError } from "../guest/port-errors.ts";
+import { openPortFd } from "../guest/port-open.ts";
 import { findHolders } from "../proc.ts";
 import { checkAutologin, writeAutologinProgram } from "./autologin.ts";
 import type { RespawnPolicy } from "./backoff.ts";
@@ -28,6 +28,8 @@ export interface GettyOptions {
   stop?: AbortSignal;
   /** Skip the check that we run as root (tests). Default false. */
   allowNonRoot?: boolean;
+  /** Accept any file as a port, without the virtio-serial check (tests on a fixture tree). Default false. */
+  anyDevice?: boolean;
 }
 
 /** A port ready to serve: a console tty checked free, or a serial port held open. */
@@ -59,7 +61,7 @@ export async function getty(ctx: Context, specs: readonly string[], options: Get
   const signals = ["SIGTERM", "SIGINT", "SIGHUP"] as const;
   if (!options.stop) for (const s of signals) process.on(s, onSignal);
   try {
-    for (const target of targets) prepared.push(prepare(target, ctx.root));
+    for (const target of targets) prepared.push(prepare(target, ctx.root, options.anyDevice ?? false));
     if (options.autologin !== undefined && program.kind === "busybox") autologin = writeAutologinProgram(options.autologin);
     const args = { term, autologin: options.autologin, loginProgram: autologin?.path };
     log(
@@ -90,17 +92,13 @@ export async function getty(ctx: Context, specs: readonly string[], options: Get
 }
 
 /** Opens a serial port for the whole run; checks a console tty exists and no one else uses it. */
-function prepare(target: GettyTarget, root: string): Prepared {
+function prepare(target: GettyTarget, root: string, anyDevice: boolean): Prepared {
   if (target.kind === "serial") {
     checkPty(target.label);
-    return { target, dev: PortDevice.open(target.path, target.label, { root, follow: false }) };
+    return { target, dev: PortDevice.open(target.path, target.label, { root, follow: false, anyDevice, fileAddress: false }) };
   }
-  try {
-    // O_NOCTTY: checking must not make the console our controlling terminal.
-    fs.closeSync(fs.openSync(target.path, fs.constants.O_RDWR | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY));
-  } catch (err) {
-    throw portOpenError(err, target.path, target.label, root);
-  }
+  // An hvc console only (never a file or another device), opened with O_NOCTTY: checking must not make it our controlling terminal.
+  fs.closeSync(openPortFd(target.path, target.label, { root, anyDevice, fileAddress: false }));
   // /proc names the device as the guest sees it, without the root prefix.
   const device = `/dev/${target.tty}`;
   const holders = findHolders(root, [device]).holders.get(device) ?? [];

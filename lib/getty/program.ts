@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import { basename } from "node:path";
 import { VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
+import { childEnv } from "../runtime-env.ts";
 
 /** The getty vmchan runs: util-linux agetty, or busybox's getty applet. */
 export type GettyProgram =
@@ -52,7 +53,7 @@ export function systemProbe(env: Readonly<Record<string, string | undefined>> = 
     hasApplet(path, name) {
       let list = applets.get(path);
       if (!list) {
-        const r = Bun.spawnSync([path, "--list"], { stdout: "pipe", stderr: "ignore", stdin: "ignore" });
+        const r = Bun.spawnSync([path, "--list"], { stdout: "pipe", stderr: "ignore", stdin: "ignore", env: childEnv() });
         list = new Set(r.success ? r.stdout.toString().split("\n").map((s) => s.trim()) : []);
         applets.set(path, list);
       }

@@ -4,7 +4,7 @@ import { errnoOf, VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
 import { enableSigio, pollNow, POLLHUP, POLLIN, POLLOUT } from "../sys/libc.ts";
 import { installSigio, sigioGeneration, waitSigio } from "../sys/sigio.ts";
-import { portOpenError } from "./port-errors.ts";
+import { openPortFd } from "./port-open.ts";
 
 /** The kernel's caps: one write() takes at most 32 KiB, one read() returns at most 4 KiB. */
 const MAX_WRITE = 32 * 1024;
@@ -18,8 +18,12 @@ export interface PortOptions {
   follow?: boolean;
   /** Bound on the wait for the host, in ms (default: none). */
   timeoutMs?: number;
-  /** The root /proc is read under to name a port's holder. Default "/". */
+  /** The root /proc and /sys are read under (to check the device, to name a port's holder). Default "/". */
   root?: string;
+  /** Open any existing file or device, without the virtio-serial check (`file:PATH`). Default false. */
+  anyDevice?: boolean;
+  /** Whether the command accepts `file:PATH` (for the refusal's hint). Default true. */
+  fileAddress?: boolean;
 }
 
 /** What poll() says about a port right now (see the facts: IN|HUP = no host, 0 = ring full, HUP alone = unplugged). */
@@ -65,15 +69,13 @@ export class PortDevice implements Endpoint {
     this.opts = opts;
   }
 
-  /** Opens `path` read-write, non-blocking, with SIGIO; errors name the port, the cause and a fix. */
+  /**
+   * Opens `path` read-write, non-blocking, with SIGIO; errors name the port, the cause and a fix.
+   * Only a virtio-serial port or hvc console is opened, unless `opts.anyDevice` (see openPortFd).
+   */
   static open(path: string, label: string, opts: PortOptions = {}): PortDevice {
     installSigio();
-    let fd: number;
-    try {
-      fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
-    } catch (err) {
-      throw portOpenError(err, path, label, opts.root ?? "/");
-    }
+    const fd = openPortFd(path, label, { root: opts.root, anyDevice: opts.anyDevice, fileAddress: opts.fileAddress });
     const isConsole = /\/hvc\d+$/.test(path);
     try {
       enableSigio(fd);

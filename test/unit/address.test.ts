@@ -51,3 +51,14 @@ describe("option values", () => {
     expect(() => parseByteCount("-1", "--bytes")).toThrow(UsageError);
   });
 });
+
+describe("file: addresses", () => {
+  test("file:PATH is a port address that skips the virtio-serial check; a bare path does not", () => {
+    expect(parseAddress("file:/tmp/x")).toEqual({ kind: "port", spec: "/tmp/x", anyDevice: true });
+    expect(parseAddress("FILE:rel/x")).toEqual({ kind: "port", spec: "rel/x", anyDevice: true });
+    expect(parseAddress("file:a:b")).toEqual({ kind: "port", spec: "a:b", anyDevice: true });
+    expect(parseAddress("/tmp/x")).toStrictEqual({ kind: "port", spec: "/tmp/x" });
+    expect(parseAddress("port:/tmp/x")).toStrictEqual({ kind: "port", spec: "/tmp/x" });
+    expect(() => parseAddress("file:")).toThrow('address "file:": expected a path (file:PATH)');
+  });
+});

@@ -207,7 +207,7 @@ describe("getty supervision", () => {
     chmodSync(fake, 0o755);
     const stop = new AbortController();
     const running = runCommand(fx.root, (ctx) =>
-      getty(ctx, [], { probe: probe({ [fake]: fake }), stop: stop.signal, allowNonRoot: true, autologin: "alice" }),
+      getty(ctx, [], { probe: probe({ [fake]: fake }), stop: stop.signal, allowNonRoot: true, anyDevice: true, autologin: "alice" }),
     );
     for (let i = 0; i < 400; i++) {
       await Bun.sleep(50);
@@ -228,7 +228,7 @@ describe("getty supervision", () => {
       .port("vport0p0", "con0", { link: false, debug: debug({ is_console: "yes", console_vtermno: 1 }) })
       .file("/dev/hvc0", "")
       .process(77, "getty", ["/dev/hvc0"]);
-    const r = await runCommand(fx.root, (ctx) => getty(ctx, [], { probe: probe({ "/sbin/agetty": "/sbin/agetty" }), allowNonRoot: true }));
+    const r = await runCommand(fx.root, (ctx) => getty(ctx, [], { probe: probe({ "/sbin/agetty": "/sbin/agetty" }), allowNonRoot: true, anyDevice: true }));
     expect(r.code).toBe(ExitCode.busy);
     expect(r.stderr).toBe("vmchan: cannot run a getty on hvc0: it is in use by pid 77 (getty) (hint: a console takes one getty; stop the other one first)\n");
   });
