@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import type { VmOwner } from "./model.ts";
-import { sameSocketFile, type ProcSockets } from "./proc-sockets.ts";
+import { sameSocketFile, socketFileAt, type ProcSockets } from "./proc-sockets.ts";
 
 /** The passwd file is read up to this many bytes: enough for any real one, bounded for a hostile one. */
 const PASSWD_MAX_BYTES = 4 * 1024 * 1024;
@@ -70,14 +70,16 @@ export function ownerSurprises(owner: VmOwner | null, euid: number): boolean {
 
 /**
  * Why the socket file at `path` is not to be trusted as the VM's, or null. The rule: when QEMU's own
- * sockets could be read through sock_diag, the file must be the one one of QEMU's listening sockets is
- * bound to (same device and inode); in every case its owner must be the VM's user or root. A missing
- * file says nothing (connecting will say "no socket").
+ * sockets could be read, `path` must be a name one of QEMU's listening sockets is bound to, and with
+ * sock_diag the file itself must be the one it is bound to (same device and inode); in every case its
+ * owner must be the VM's user or root. `fromQmp`: the path came from QMP alone, that is from the
+ * VM's QEMU, which a guest that broke out of it controls; such a path needs QEMU's fds to confirm it.
+ * A missing file says nothing (connecting will say "no socket").
  */
 export function socketDistrust(
   path: string,
   owner: VmOwner | null,
-  options: { sockets?: ProcSockets; passwdFile?: string } = {},
+  options: { sockets?: ProcSockets; passwdFile?: string; fromQmp?: boolean } = {},
 ): string | null {
   const { sockets } = options;
   let st: fs.Stats;
@@ -88,8 +90,14 @@ export function socketDistrust(
   }
   if (!st.isSocket()) return `${path} is not a socket`;
   if (sockets && sockets.source === "sock_diag") {
-    const bound = [...sockets.listeningFiles.values()].some((f) => sameSocketFile(f, st));
+    const file = socketFileAt(path);
+    const bound = file !== null && [...sockets.listeningFiles.values()].some((f) => sameSocketFile(f, file));
     if (!bound) return `the socket file at ${path} is not one QEMU listens on (it was replaced, or another process made it)`;
+  } else if (sockets && !sockets.listening.has(path) && (sockets.forgedFds.length === 0 || options.fromQmp)) {
+    // From the text, a forged fd might be the listener: then only the connection itself can tell.
+    return `no socket of QEMU's listens on ${path} (it was replaced, or another process made it)`;
+  } else if (!sockets && options.fromQmp) {
+    return `${path} was reported by QMP alone, which the VM's QEMU controls, and QEMU's own sockets could not be read to confirm it`;
   }
   if (owner !== null && st.uid !== owner.uid && st.uid !== 0) {
     const users = readPasswd(options.passwdFile ?? "/etc/passwd");

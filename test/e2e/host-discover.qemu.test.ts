@@ -339,7 +339,7 @@ describe("other users' processes and sockets", () => {
     // Without sock_diag, /proc/PID/net/unix with duplicated inodes refused: unknown, and said so, never the attacker's path.
     const text2 = await discoverHosts({
       libvirtDirs: [], useQmp: false, filter: both,
-      unixSockets: () => {
+      socketLookup: () => {
         throw new Error("sock_diag unavailable");
       },
     });
