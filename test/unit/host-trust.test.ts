@@ -253,6 +253,85 @@ describe("sock_diag decoding", () => {
     ]);
   });
 
+  /** Concatenated messages. */
+  const join8 = (...parts: Uint8Array[]) => {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let off = 0;
+    for (const p of parts) {
+      out.set(p, off);
+      off += p.length;
+    }
+    return out;
+  };
+  /** A recv hook that hands out `pieces` one per call, counting the calls. */
+  const feeder = (pieces: (Uint8Array | number)[]) => {
+    const calls = { n: 0 };
+    const recv = (buf: Uint8Array) => {
+      const p = pieces[calls.n++];
+      if (p === undefined) throw new Error(`recv called ${calls.n} times, past the ${pieces.length} pieces`);
+      if (typeof p === "number") return p;
+      buf.set(p);
+      return p.length;
+    };
+    return { recv, calls };
+  };
+
+  test("a dump spread over several receives is joined; EINTR is retried; it stops at NLMSG_DONE", async () => {
+    const { dumpUnixSockets } = await import("../../lib/sys/sock-diag.ts");
+    const { recv, calls } = feeder([
+      join8(message(1, 10, [[0, new TextEncoder().encode("/a")]]), message(2, 1, [])),
+      -4, // EINTR
+      message(3, 10, []),
+      join8(message(4, 7, []), done()),
+      message(5, 10, []), // after DONE: never read
+    ]);
+    const out = dumpUnixSockets({ recv });
+    expect([out.map((e) => e.inode), calls.n], `what I saw: ${JSON.stringify(out)}`).toEqual([[1, 2, 3, 4], 4]);
+  });
+
+  test("a dump's limits: too many sockets, too many receives, an error in NLMSG_DONE, a recv error or end of stream", async () => {
+    const { dumpUnixSockets } = await import("../../lib/sys/sock-diag.ts");
+    const many = feeder([join8(message(1, 10, []), message(2, 10, []), message(3, 10, [])), done()]);
+    expect(() => dumpUnixSockets({ recv: many.recv, maxSockets: 2 })).toThrow("sock_diag: more than 2 unix sockets");
+    const endless = feeder(Array.from({ length: 5 }, (_, i) => message(i + 1, 10, [])));
+    expect(() => dumpUnixSockets({ recv: endless.recv, maxReceives: 4 })).toThrow("sock_diag: dump did not end within 4 receives");
+    expect(endless.calls.n).toBe(4);
+    const cut = done();
+    new DataView(cut.buffer).setInt32(16, -16, true); // EBUSY: the kernel cut the dump short
+    expect(() => dumpUnixSockets({ recv: feeder([message(1, 10, []), cut]).recv })).toThrow("sock_diag: dump ended with kernel error 16");
+    expect(() => dumpUnixSockets({ recv: feeder([-13]).recv })).toThrow("sock_diag: recv failed: errno 13");
+    expect(() => dumpUnixSockets({ recv: feeder([message(1, 10, []), 0]).recv })).toThrow("without NLMSG_DONE");
+  });
+
+  test("a netlink message shorter than its header, or with a length below 16, throws", () => {
+    const short = message(1, 10, []);
+    new DataView(short.buffer).setUint32(0, 15, true);
+    expect(() => decodeDiagMessages(short, [])).toThrow("sock_diag: malformed netlink message (length 15)");
+    const zero = message(1, 10, []);
+    new DataView(zero.buffer).setUint32(0, 0, true);
+    expect(() => decodeDiagMessages(zero, [])).toThrow("(length 0)");
+    // A trailing piece under 16 bytes is not a message: ignored, and no DONE seen.
+    const out: DiagUnixSocket[] = [];
+    expect(decodeDiagMessages(join8(message(9, 10, []), new Uint8Array(8)), out)).toBe(false);
+    expect(out.map((e) => e.inode)).toEqual([9]);
+  });
+
+  test("one socket is asked for by inode: found, gone (ENOENT) as null, a real one from the kernel", async () => {
+    const { queryUnixSocket } = await import("../../lib/sys/sock-diag.ts");
+    const err = new Uint8Array(36);
+    new DataView(err.buffer).setUint32(0, 36, true);
+    new DataView(err.buffer).setUint16(4, 2, true);
+    new DataView(err.buffer).setInt32(16, -2, true);
+    expect(queryUnixSocket(5, { recv: feeder([err]).recv })).toBeNull();
+    expect(queryUnixSocket(5, { recv: feeder([message(5, 10, [[3, u32(7, 8)]])]).recv })).toEqual({
+      inode: 5, state: "listen", path: null, peer: null, vfs: null, uid: null, icons: [7, 8],
+    });
+    const dir = shortDir();
+    const fd = listen(join(dir, "q.sock"));
+    const real = queryUnixSocket(socketInode(fd));
+    expect([real?.path, real?.state, real?.icons], `what I saw: ${JSON.stringify(real)}`).toEqual([join(dir, "q.sock"), "listen", []]);
+  });
+
   test("a message whose length runs past the buffer, or a kernel error, throws instead of guessing", () => {
     const bad = message(1, 10, []);
     new DataView(bad.buffer).setUint32(0, 4096, true);
@@ -829,5 +908,24 @@ describe("paths QMP reports are checked after QMP, against QEMU's own sockets", 
     const d = await discoverHosts({ procRoot: join(fx.root, "proc"), libvirtDirs: [], passwdFile: "/nonexistent", qmpConnect: qmpShowing(own) });
     const port = d.vms[0]!.ports.find((p) => p.name === "org.b");
     expect([port?.path, port?.untrusted ?? null], `what I saw: ${JSON.stringify(d)}`).toEqual([own, null]);
+  });
+});
+
+describe("without sock_diag, /proc/PID/net/unix is read once per network namespace", () => {
+  test("two QEMUs in one namespace share the parsed table; another namespace is read on its own", async () => {
+    const text = (inode: number, path: string) => ["Num RefCount Protocol Flags Type St Inode Path", line(inode, "01", true, path), ""].join("\n");
+    const vm = (pid: number) => ["qemu-system-x86_64", "-name", `v${pid}`, "-chardev", `socket,id=c,path=/run/v${pid}.sock,server=on`, "-device", "virtserialport,chardev=c,name=p", ""].join("\0");
+    fx = new FixtureRoot()
+      .file("/proc/981/cmdline", vm(981)).link("/proc/981/ns/net", "net:[4026531840]").link("/proc/981/fd/3", "socket:[301]")
+      .file("/proc/982/cmdline", vm(982)).link("/proc/982/ns/net", "net:[4026531840]").link("/proc/982/fd/3", "socket:[302]")
+      .file("/proc/983/cmdline", vm(983)).link("/proc/983/ns/net", "net:[4026532000]").link("/proc/983/fd/3", "socket:[303]")
+      // The first QEMU's table holds both sockets of the shared namespace; the second's file would say otherwise if it were read.
+      .file("/proc/981/net/unix", ["Num RefCount Protocol Flags Type St Inode Path", line(301, "01", true, "/run/v981.sock"), line(302, "01", true, "/run/v982.sock"), ""].join("\n"))
+      .file("/proc/982/net/unix", text(302, "/run/not-read.sock"))
+      .file("/proc/983/net/unix", text(303, "/run/v983.sock"));
+    const { readProcSockets } = await import("../../lib/host/proc-sockets.ts");
+    const cache = new Map();
+    const paths = [981, 982, 983].map((pid) => [...readProcSockets(join(fx!.root, "proc"), pid, { textCache: cache }).listening]);
+    expect([paths, [...cache.keys()]]).toEqual([[["/run/v981.sock"], ["/run/v982.sock"], ["/run/v983.sock"]], ["net:[4026531840]", "net:[4026532000]"]]);
   });
 });
