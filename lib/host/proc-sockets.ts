@@ -1,4 +1,5 @@
 import * as fs from "node:fs";
+import { readFileBounded } from "../read-bounded.ts";
 import { dumpUnixSockets, queryUnixSocket, type DiagUnixSocket } from "../sys/sock-diag.ts";
 
 /** /proc/net/unix is read up to this many bytes (about 350,000 sockets); a bigger one is taken as unreadable. */
@@ -6,22 +7,7 @@ export const PROC_NET_UNIX_MAX_BYTES = 32 * 1024 * 1024;
 
 /** Reads a /proc text file in pieces (its size reads as 0), at most `limit` bytes; throws past that. */
 export function readProcText(path: string, limit = PROC_NET_UNIX_MAX_BYTES): string {
-  const fd = fs.openSync(path, "r");
-  try {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const buf = Buffer.allocUnsafe(Math.min(256 * 1024, limit + 1 - total));
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      chunks.push(buf.subarray(0, n));
-      total += n;
-      if (total > limit) throw new Error(`${path} is larger than ${limit} bytes`);
-    }
-    return Buffer.concat(chunks, total).toString("utf8");
-  } finally {
-    fs.closeSync(fd);
-  }
+  return readFileBounded(path, limit);
 }
 
 /** One unix socket, from sock_diag or from a line of /proc/net/unix (which gives no peer, vfs or uid). */

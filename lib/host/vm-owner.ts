@@ -1,35 +1,19 @@
 import * as fs from "node:fs";
+import { readPasswdFile } from "../passwd.ts";
 import type { VmOwner } from "./model.ts";
 import { sameSocketFile, socketFileAt, type ProcSockets } from "./proc-sockets.ts";
 
-/** The passwd file is read up to this many bytes: enough for any real one, bounded for a hostile one. */
-const PASSWD_MAX_BYTES = 4 * 1024 * 1024;
-
 const passwdCache = new Map<string, Map<number, string>>();
 
-/** uid -> user name from a passwd file (first entry wins, as getpwuid does); empty when unreadable. */
+/** uid -> user name from a passwd file (first entry wins, as getpwuid does); empty when unreadable or too large. */
 export function readPasswd(file: string): Map<number, string> {
   const cached = passwdCache.get(file);
   if (cached) return cached;
   const users = new Map<number, string>();
-  let text = "";
   try {
-    const fd = fs.openSync(file, "r");
-    try {
-      const buf = Buffer.alloc(PASSWD_MAX_BYTES);
-      const n = fs.readSync(fd, buf, 0, buf.length, 0);
-      text = buf.toString("utf8", 0, n);
-    } finally {
-      fs.closeSync(fd);
-    }
+    for (const e of readPasswdFile(file)) if (!users.has(e.uid)) users.set(e.uid, e.name);
   } catch {
-    // No passwd file (a container, a fixture): owners are shown by uid only.
-  }
-  for (const line of text.split("\n")) {
-    const f = line.split(":");
-    if (f.length < 3 || f[0] === "" || !/^\d+$/.test(f[2]!)) continue;
-    const uid = Number(f[2]);
-    if (!users.has(uid)) users.set(uid, f[0]!);
+    // No passwd file (a container, a fixture), or a hostile one: owners are shown by uid only.
   }
   passwdCache.set(file, users);
   return users;

@@ -929,3 +929,32 @@ describe("without sock_diag, /proc/PID/net/unix is read once per network namespa
     expect([paths, [...cache.keys()]]).toEqual([[["/run/v981.sock"], ["/run/v982.sock"], ["/run/v983.sock"]], ["net:[4026531840]", "net:[4026532000]"]]);
   });
 });
+
+describe("one bounded passwd parser", () => {
+  test("names by uid for VM owners and uids by name for autologin come from the same parser; a huge file is not read whole", async () => {
+    const { parsePasswd, readPasswdFile } = await import("../../lib/passwd.ts");
+    const { uidOf, checkAutologin } = await import("../../lib/getty/autologin.ts");
+    const { readPasswd } = await import("../../lib/host/vm-owner.ts");
+    const text = "root:x:0:0::/:/bin/sh\n:x:5:5::/:/bin/sh\nbad:x:notanumber:1::/:/bin/sh\nshort:x\nqemu:x:107:107::/:/bin/false\nqemu2:x:107:107::/:/bin/false\n";
+    expect(parsePasswd(text)).toEqual([{ name: "root", uid: 0 }, { name: "qemu", uid: 107 }, { name: "qemu2", uid: 107 }]);
+    expect([uidOf(text, "qemu2"), uidOf(text, "bad"), uidOf(text, "")]).toEqual([107, null, null]);
+    const dir = shortDir();
+    const small = join(dir, "passwd");
+    require("node:fs").writeFileSync(small, text);
+    expect([...readPasswd(small)]).toEqual([[0, "root"], [107, "qemu"]]); // first entry wins, as getpwuid
+    expect(() => readPasswdFile(small, text.length - 1)).toThrow(`${small} is larger than ${text.length - 1} bytes`);
+    // A passwd file past the bound: owners by uid only (empty map), autologin refuses with one line.
+    const huge = join(dir, "etc/passwd");
+    mkdirSync(dirname(huge), { recursive: true });
+    require("node:fs").writeFileSync(huge, "alice:x:1000:1000::/:/bin/sh\n" + "x".repeat(4 * 1024 * 1024));
+    expect(readPasswd(huge).size).toBe(0);
+    const err = (() => {
+      try {
+        checkAutologin("alice", { root: dir });
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(err?.message, `what I saw: ${err}`).toBe(`cannot check --autologin "alice": cannot read /etc/passwd: ${huge} is larger than ${4 * 1024 * 1024} bytes`);
+  });
+});
