@@ -10,6 +10,9 @@ export function readProcText(path: string, limit = PROC_NET_UNIX_MAX_BYTES): str
   return readFileBounded(path, limit);
 }
 
+/** QEMU's socket fds are looked at up to this many; a process with more is taken as unreadable (a note), not walked for ever. */
+export const MAX_SOCKET_FDS = 65_536;
+
 /** One unix socket, from sock_diag or from a line of /proc/net/unix (which gives no peer, vfs or uid). */
 export type UnixSocketEntry = DiagUnixSocket;
 
@@ -195,6 +198,7 @@ export function readProcSockets(procDir: string, pid: number, options: ReadProcS
     }
     const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
     if (inode !== undefined) inodes.set(Number(fd), Number(inode));
+    if (inodes.size > MAX_SOCKET_FDS) throw new Error(`${procDir}/${pid}/fd has more than ${MAX_SOCKET_FDS} sockets`);
   }
   let entries: { source: string; get: (inode: number) => UnixSocketEntry | undefined; forged: Set<number> } | null = null;
   if (options.lookup && _sameNetns(procDir, pid)) {
@@ -243,9 +247,9 @@ function _textTable(procDir: string, pid: number, cache: Map<string, UnixSocketT
   } catch {
     // unknown namespace: read it, keep nothing
   }
-  const hit = ns === null ? undefined : cache?.get(ns);
-  if (hit) return hit;
   const file = `${procDir}/${pid}/net/unix`;
+  const hit = ns === null ? undefined : cache?.get(ns);
+  if (hit) return { ...hit, source: file }; // the same namespace's sockets, named as this process's file
   const table = tableFromProcText(readProcText(file), file);
   if (ns !== null) cache?.set(ns, table);
   return table;
