@@ -72,14 +72,16 @@ export function tableFromSockDiag(dump: () => UnixSocketEntry[] = dumpUnixSocket
 }
 
 /**
- * The unix sockets of this network namespace: sock_diag when it works, else /proc/net/unix (at
- * `procNetUnix`) with duplicated inodes refused. null when neither can be read.
+ * The unix sockets of this network namespace: sock_diag when it works (only those `keep` accepts,
+ * default all), else /proc/net/unix (at `procNetUnix`) with duplicated inodes refused. null when
+ * neither can be read.
  */
-export function ownUnixSockets(procNetUnix = "/proc/net/unix"): UnixSocketTable | null {
+export function ownUnixSockets(procNetUnix = "/proc/net/unix", keep?: (e: UnixSocketEntry) => boolean): UnixSocketTable | null {
   try {
-    return tableFromSockDiag();
+    return tableFromSockDiag(() => dumpUnixSockets({ keep }));
   } catch {
     try {
+      // The text is kept whole: an inode repeated anywhere in it marks a forgery.
       return tableFromProcText(readProcText(procNetUnix), procNetUnix);
     } catch {
       return null;

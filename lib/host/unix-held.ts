@@ -8,9 +8,10 @@ import { ownUnixSockets, sameSocketFile, socketFileAt, type UnixSocketTable } fr
  * From the /proc/net/unix fallback, sockets whose inode a forged line repeats are left out; a forged
  * line with an inode of its own still counts there, which is why VM:NAME asks QEMU's own fds instead
  * (see SocketChannelOptions.held).
- * null when no table can be read or it shows no listener at `path` (other namespace).
+ * null when no table can be read or it shows no listener at `path` (other namespace). By default
+ * only the sockets named `path` are kept from sock_diag's dump, so no socket count forces the fallback.
  */
-export function unixSocketHeld(path: string, table: UnixSocketTable | null = ownUnixSockets()): boolean | null {
+export function unixSocketHeld(path: string, table: UnixSocketTable | null = ownUnixSockets(undefined, (e) => e.path === path)): boolean | null {
   if (table === null) return null;
   let mine = table.sockets.filter((e) => e.path === path);
   if (table.source === "sock_diag") {

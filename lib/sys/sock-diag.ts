@@ -119,7 +119,7 @@ function _request(ino: number | null): Uint8Array {
  * Decodes one recv()'s worth of netlink messages into `out`. Returns true at NLMSG_DONE; throws on
  * NLMSG_ERROR or a malformed message. Pure (no I/O), so it can be tested with handmade bytes.
  */
-export function decodeDiagMessages(buf: Uint8Array, out: DiagUnixSocket[]): boolean {
+export function decodeDiagMessages(buf: Uint8Array, out: DiagUnixSocket[], keep?: (s: DiagUnixSocket) => boolean): boolean {
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   let off = 0;
   while (off + 16 <= buf.length) {
@@ -136,7 +136,10 @@ export function decodeDiagMessages(buf: Uint8Array, out: DiagUnixSocket[]): bool
       const errno = len >= 20 ? -v.getInt32(off + 16, true) : 0;
       throw Object.assign(new Error(`sock_diag: kernel error ${errno}`), { errno });
     }
-    if (type === SOCK_DIAG_BY_FAMILY && len >= 32) out.push(_decodeSocket(buf.subarray(off + 16, off + len)));
+    if (type === SOCK_DIAG_BY_FAMILY && len >= 32) {
+      const sock = _decodeSocket(buf.subarray(off + 16, off + len));
+      if (!keep || keep(sock)) out.push(sock);
+    }
     off += (len + 3) & ~3;
   }
   return false;
@@ -202,6 +205,11 @@ export interface DiagOptions {
   maxSockets?: number;
   /** Most receives a dump may take. Default SOCK_DIAG_MAX_RECEIVES. */
   maxReceives?: number;
+  /**
+   * Which sockets to keep; the others are decoded and dropped, so memory and the maxSockets limit
+   * count only these (a host with a million sockets still answers a question about one path). Default: all.
+   */
+  keep?: (s: DiagUnixSocket) => boolean;
 }
 
 /**
@@ -216,7 +224,7 @@ export function dumpUnixSockets(options: DiagOptions = {}): DiagUnixSocket[] {
     const buf = new Uint8Array(SOCK_DIAG_RECV_BUFFER);
     for (let i = 0; i < maxReceives; i++) {
       const n = _recvOnce(recv, buf);
-      if (decodeDiagMessages(buf.subarray(0, n), out)) return out;
+      if (decodeDiagMessages(buf.subarray(0, n), out, options.keep)) return out;
       if (out.length > maxSockets) throw new Error(`sock_diag: more than ${maxSockets} unix sockets`);
     }
     throw new Error(`sock_diag: dump did not end within ${maxReceives} receives`);

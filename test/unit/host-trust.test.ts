@@ -303,6 +303,16 @@ describe("sock_diag decoding", () => {
     expect(() => dumpUnixSockets({ recv: feeder([message(1, 10, []), 0]).recv })).toThrow("without NLMSG_DONE");
   });
 
+  test("a dump filtered while it is read keeps only the sockets asked about: more sockets than the limit do not force a fallback", async () => {
+    const { dumpUnixSockets } = await import("../../lib/sys/sock-diag.ts");
+    const name = new TextEncoder().encode("/run/vm.sock");
+    const pieces = Array.from({ length: 10 }, (_, i) => join8(...Array.from({ length: 10 }, (_, j) => message(i * 10 + j + 1, 10, i * 10 + j === 57 ? [[0, name]] : []))));
+    const keep = (e: DiagUnixSocket) => e.path === "/run/vm.sock";
+    const out = dumpUnixSockets({ recv: feeder([...pieces, done()]).recv, maxSockets: 5, keep });
+    expect(out.map((e) => [e.inode, e.path])).toEqual([[58, "/run/vm.sock"]]);
+    expect(() => dumpUnixSockets({ recv: feeder([...pieces, done()]).recv, maxSockets: 5 })).toThrow("more than 5 unix sockets");
+  });
+
   test("a netlink message shorter than its header, or with a length below 16, throws", () => {
     const short = message(1, 10, []);
     new DataView(short.buffer).setUint32(0, 15, true);
