@@ -31,8 +31,9 @@ export function parseProcNetUnix(text: string): UnixSocketEntry[] {
     out.push({
       inode: Number(m[3]),
       state: listening ? "listen" : st === 3 ? "connected" : st === 2 ? "connecting" : "unconnected",
-      // U+FFFD: bytes that were not UTF-8, so the string names some other file than the socket's.
-      path: m[4] === undefined || m[4] === "" || m[4].includes("\uFFFD") ? null : m[4],
+      // U+FFFD: bytes that were not UTF-8, so the string names some other file than the socket's; a
+      // relative name was bound against its creator's working directory, not ours. Both: no path.
+      path: m[4] === undefined || m[4] === "" || m[4].includes("\uFFFD") || !/^[/@]/.test(m[4]) ? null : m[4],
       peer: null,
       vfs: null,
       uid: null,

@@ -184,6 +184,12 @@ describe("/proc/net/unix text", () => {
     const text = `Num RefCount Protocol Flags Type St Inode Path\n${line(5, "01", true, "/run/a\uFFFDb")}\n${line(6, "01", true, "/run/ab")}\n`;
     expect(parseProcNetUnix(text).map((e) => [e.inode, e.path])).toEqual([[5, null], [6, "/run/ab"]]);
   });
+
+  test("a relative name (bound against its creator's working directory) is no path either", async () => {
+    const { parseProcNetUnix } = await import("../../lib/host/proc-sockets.ts");
+    const text = ["Num RefCount Protocol Flags Type St Inode Path", line(7, "01", true, "run/vm.sock"), line(8, "01", true, "./x"), line(9, "01", true, "@abs"), ""].join("\n");
+    expect(parseProcNetUnix(text).map((e) => [e.inode, e.path])).toEqual([[7, null], [8, null], [9, "@abs"]]);
+  });
 });
 
 describe("sock_diag decoding", () => {
