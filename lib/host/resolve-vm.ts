@@ -6,7 +6,7 @@ import { parseVmSelector, resolveVmPort, vmsMatching } from "./resolve-vm-port.t
 import { diagLookup, readProcSockets, type ListenerOf } from "./proc-sockets.ts";
 import { ownerLabel, ownerSurprises } from "./vm-owner.ts";
 
-/** Options of `hostResolver`. */
+/** Options of `hostTargetResolver`. */
 export interface HostResolverOptions extends Pick<DiscoverOptions, "procRoot" | "libvirtDirs" | "passwdFile"> {
   /** Where warnings go (one line each, without "vmchan: "). Default: stderr. */
   warn?: (line: string) => void;
