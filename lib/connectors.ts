@@ -33,8 +33,8 @@ export function connectorFor(addr: Address, label: string, options: ConnectorOpt
       return activeConnector(label, () => SocketChannel.connect(addr.path, label, { lingerMs: options.lingerMs }));
     case "vm-port":
       return activeConnector(label, async () => {
-        const { path, peerUids, peerWho, held } = await discoveryResolver(addr.vm, addr.port);
-        return SocketChannel.connect(path, label, { lingerMs: options.lingerMs, peerUids, peerWho, held });
+        const { path, ...checks } = await discoveryResolver(addr.vm, addr.port);
+        return SocketChannel.connect(path, label, { lingerMs: options.lingerMs, ...checks });
       });
     case "tcp":
       return activeConnector(label, () => tcpConnect(addr.host, addr.port, label));

@@ -40,7 +40,7 @@ export async function consoleCommand(ctx: Context, text: string, options: Consol
       hint: `for pipes and scripts use 'vmchan bridge - ${text}'`,
     });
   const target = await resolveConsoleTarget(text, options);
-  const channel = await connect(target, options.lingerMs ?? 500);
+  const channel = await connectConsole(target, options.lingerMs ?? 500);
 
   const quitHow = key === null ? "no escape key: stop it with SIGTERM" : `quit: ${describeKey(key)} q`;
   const shown = target.kind === "tcp" || target.label === `unix:${target.path}` ? target.label : `${target.label} (${target.path})`;
@@ -74,8 +74,9 @@ export async function consoleCommand(ctx: Context, text: string, options: Consol
   }
 }
 
-async function connect(target: ConsoleTarget, lingerMs: number): Promise<Endpoint> {
-  if (target.kind === "unix") return SocketChannel.connect(target.path, target.label, { lingerMs });
+/** Connects to a console target; a VM's socket passes the same checks as VM:NAME (who made it, held). */
+export async function connectConsole(target: ConsoleTarget, lingerMs: number): Promise<Endpoint> {
+  if (target.kind === "unix") return SocketChannel.connect(target.path, target.label, { lingerMs, ...target.checks });
   const stream = new SocketStream(target.label, { finish: "linger", lingerMs });
   try {
     return stream.attach(await Bun.connect({ hostname: target.host, port: target.port, data: stream, allowHalfOpen: true, socket: SocketStream.handlers }));

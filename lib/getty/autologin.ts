@@ -3,6 +3,8 @@ import { join } from "node:path";
 import { under } from "../context.ts";
 import { UsageError, VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
+import { parsePasswd, PASSWD_MAX_BYTES } from "../passwd.ts";
+import { readFileBounded } from "../bounded-read.ts";
 import { LOGIN_PROGRAM } from "./program.ts";
 
 /** A user name login accepts, and never an option ("-f"). */
@@ -10,11 +12,7 @@ const USER_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/;
 
 /** The uid of `user` in `passwdText` (/etc/passwd), or null when it is not listed. */
 export function uidOf(passwdText: string, user: string): number | null {
-  for (const line of passwdText.split("\n")) {
-    const f = line.split(":");
-    if (f[0] === user && f.length >= 3 && /^\d+$/.test(f[2]!)) return Number(f[2]);
-  }
-  return null;
+  return parsePasswd(passwdText).find((e) => e.name === user)?.uid ?? null;
 }
 
 /**
@@ -26,7 +24,7 @@ export function checkAutologin(user: string, options: { allowRoot?: boolean; roo
   let passwd = "";
   const path = under(options.root ?? "/", "/etc/passwd");
   try {
-    passwd = fs.readFileSync(path, "utf8");
+    passwd = readFileBounded(path, PASSWD_MAX_BYTES);
   } catch (err) {
     throw new VmchanError(`cannot check --autologin "${user}": cannot read /etc/passwd: ${(err as Error).message}`, { cause: err });
   }

@@ -4,7 +4,7 @@ import { parseQemuArgv, type QemuCmdline } from "./cmdline.ts";
 import { describeError } from "./describe-error.ts";
 import { defaultLibvirtDirs, readLibvirtDomains, type LibvirtDomain } from "./libvirt.ts";
 import type { HostDiscovery, HostPort, HostVm } from "./model.ts";
-import { forgedNote, readProcSockets, tableFromSockDiag, type ProcSockets, type UnixSocketTable } from "./proc-sockets.ts";
+import { diagLookup, forgedNote, readProcSockets, type ProcSockets, type SocketLookup, type UnixSocketTable } from "./proc-sockets.ts";
 import { readOwner, socketDistrust } from "./vm-owner.ts";
 import { findQemuProcesses } from "./qemu-processes.ts";
 import { QmpClient } from "./qmp.ts";
@@ -31,10 +31,11 @@ export interface DiscoverOptions {
   /** The passwd file that names VM owners. Default "/etc/passwd". */
   passwdFile?: string;
   /**
-   * The unix sockets of this network namespace, binary-safe (sock_diag), for QEMUs that share it.
-   * Default: the kernel's sock_diag dump when `procRoot` is "/proc", else none (/proc/PID/net/unix is parsed).
+   * Looks up one unix socket of this network namespace by inode, binary-safe (sock_diag), for QEMUs
+   * that share it; throwing means "unavailable". Default: the kernel's sock_diag when `procRoot` is
+   * "/proc", else none (/proc/PID/net/unix is parsed).
    */
-  unixSockets?: () => UnixSocketTable;
+  socketLookup?: SocketLookup;
 }
 
 const defaultConnect: QmpConnect = (path, opts) => QmpClient.connect(path, opts);
@@ -51,9 +52,9 @@ export async function discoverHosts(opts: DiscoverOptions = {}): Promise<HostDis
   const found = findQemuProcesses(procRoot);
   notes.push(...found.notes);
   const sockets = new Map<number, ProcSockets>();
-  const ownTable = _once(opts.unixSockets ?? (procRoot === "/proc" ? () => tableFromSockDiag() : undefined));
+  const sc: SocketContext = { lookup: opts.socketLookup ?? (procRoot === "/proc" ? diagLookup : undefined), sockets, textCache: new Map() };
   let vms: HostVm[] = found.processes.map(({ pid, argv }) => {
-    const vm = _fromCmdline(procRoot, pid, parseQemuArgv(argv), notes, { ownTable, sockets });
+    const vm = _fromCmdline(procRoot, pid, parseQemuArgv(argv), notes, sc);
     return { ...vm, owner: readOwner(procRoot, pid, opts.passwdFile ?? "/etc/passwd") };
   });
 
@@ -61,11 +62,9 @@ export async function discoverHosts(opts: DiscoverOptions = {}): Promise<HostDis
   notes.push(...libvirt.notes);
   vms = _mergeLibvirt(vms, libvirt.domains);
   if (opts.filter) vms = vms.filter(opts.filter);
-  // Only now, after libvirt filled in paths: every socket path is checked against QEMU's own sockets and owner.
-  vms = vms.map((vm) => {
-    const own = vm.pid === null ? undefined : sockets.get(vm.pid);
-    return { ...vm, owner: vm.owner ?? null, ports: _checkTrust(vm, { sockets: own, passwdFile: opts.passwdFile }, notes) };
-  });
+  vms = vms.map((vm) => ({ ...vm, owner: vm.owner ?? null }));
+  // What /proc and libvirt said, before QMP: a path QMP adds or changes comes from QEMU alone.
+  const before = vms.map((vm) => new Map(vm.ports.map((p) => [p.chardev, p.path])));
 
   if (opts.useQmp ?? true) {
     const connect = opts.qmpConnect ?? defaultConnect;
@@ -79,6 +78,12 @@ export async function discoverHosts(opts: DiscoverOptions = {}): Promise<HostDis
     vms = results.map((r) => r.vm);
     notes.push(...results.flatMap((r) => r.own));
   }
+  // Only now, after libvirt and QMP filled in paths: every socket path is checked against QEMU's own sockets and owner.
+  vms = vms.map((vm, i) => {
+    const own = vm.pid === null ? undefined : sockets.get(vm.pid);
+    const fromQmp = (p: HostPort) => p.chardev === null || before[i]!.get(p.chardev) !== p.path;
+    return { ...vm, ports: _checkTrust(vm, { sockets: own, passwdFile: opts.passwdFile, fromQmp }, notes) };
+  });
   vms.sort((a, b) => (a.name ?? "").localeCompare(b.name ?? "") || (a.pid ?? 0) - (b.pid ?? 0));
   return { vms, notes };
 }
@@ -90,29 +95,15 @@ export function vmLabel(vm: Pick<HostVm, "name" | "pid">): string {
   return name !== null ? `VM "${name}"` : `VM with pid ${vm.pid}`;
 }
 
-/** `f` called at most once, its result (or its failure, as null) kept. */
-function _once<T>(f: (() => T) | undefined): (() => T | null) | undefined {
-  if (!f) return undefined;
-  let done = false;
-  let value: T | null = null;
-  return () => {
-    if (!done) {
-      done = true;
-      try {
-        value = f();
-      } catch {
-        value = null; // sock_diag unavailable: /proc/PID/net/unix, duplicates refused, is the fallback
-      }
-    }
-    return value;
-  };
-}
-
 /** The ports with `untrusted` set where the socket file at a port's path is not this VM's; a note for each. */
-function _checkTrust(vm: HostVm, how: Parameters<typeof socketDistrust>[2], notes: string[]): HostPort[] {
+function _checkTrust(
+  vm: HostVm,
+  how: { sockets?: ProcSockets; passwdFile?: string; fromQmp: (p: HostPort) => boolean },
+  notes: string[],
+): HostPort[] {
   return vm.ports.map((p) => {
     if (p.backend !== "unix" || p.mode !== "connect" || p.path === null || p.path.startsWith("@")) return p;
-    const why = socketDistrust(p.path, vm.owner ?? null, how);
+    const why = socketDistrust(p.path, vm.owner ?? null, { sockets: how.sockets, passwdFile: how.passwdFile, fromQmp: how.fromQmp(p) });
     if (why === null) return p;
     notes.push(`${vmLabel(vm)}: port "${p.name ?? p.id ?? p.chardev}" is not trusted: ${why}`);
     return { ...p, untrusted: why };
@@ -120,7 +111,9 @@ function _checkTrust(vm: HostVm, how: Parameters<typeof socketDistrust>[2], note
 }
 
 interface SocketContext {
-  ownTable: (() => UnixSocketTable | null) | undefined;
+  lookup: SocketLookup | undefined;
+  /** /proc/PID/net/unix tables by network namespace, so QEMUs that share one are parsed once. */
+  textCache: Map<string, UnixSocketTable>;
   /** Filled with what each pid's fds said. */
   sockets: Map<number, ProcSockets>;
 }
@@ -146,11 +139,12 @@ function _fromCmdline(procRoot: string, pid: number, cmd: QemuCmdline, notes: st
     }
   }
 
-  const wantsSockets = cmd.passedFds.length > 0 || vm.ports.some((p) => p.backend === "unix" && p.mode === "connect");
+  // With QMP, paths of hot-plugged ports come later from QEMU itself: its fds are what confirms them.
+  const wantsSockets = cmd.passedFds.length > 0 || vm.qmp.length > 0 || vm.ports.some((p) => p.backend === "unix" && p.mode === "connect");
   if (!wantsSockets) return vm;
   let sockets: ReturnType<typeof readProcSockets>;
   try {
-    sockets = readProcSockets(procRoot, pid, { ownTable: sc.ownTable });
+    sockets = readProcSockets(procRoot, pid, { lookup: sc.lookup, textCache: sc.textCache });
   } catch (err) {
     // Without /proc/PID/fd the paths of inherited sockets stay unknown, which is worth saying; held can still come from QMP.
     if (cmd.passedFds.length > 0) {

@@ -55,7 +55,7 @@ function _selectorText(sel: VmSelector): string {
 export function resolveVmPort(discovery: HostDiscovery, vm: string, port: string): { vm: HostVm; port: HostPort } {
   const parsed = parseVmSelector(vm, port);
   port = parsed.port;
-  const theVm = _findVm(discovery, parsed.selector);
+  const theVm = findVm(discovery, parsed.selector);
   const byName = theVm.ports.find((p) => p.name === port) ?? theVm.ports.find((p) => p.id === port);
   if (byName) return { vm: theVm, port: byName };
   const names = theVm.ports.map((p) => p.name ?? p.id).filter((n): n is string => n !== null);
@@ -81,10 +81,6 @@ function _candidate(v: HostVm, spec: string): string {
 
 /** The one VM a selector picks; throws the not-found or ambiguity error resolveVmPort gives. */
 export function findVm(discovery: HostDiscovery, sel: VmSelector): HostVm {
-  return _findVm(discovery, sel);
-}
-
-function _findVm(discovery: HostDiscovery, sel: VmSelector): HostVm {
   const { vms } = discovery;
   const found = vmsMatching(vms, sel);
   if (found.length > 1) {

@@ -3,9 +3,10 @@ import { ExitCode } from "../exit-codes.ts";
 import { discoverHosts, vmLabel, type DiscoverOptions } from "./discover.ts";
 import type { HostDiscovery, HostPort, HostVm } from "./model.ts";
 import { parseVmSelector, resolveVmPort, vmsMatching } from "./resolve-vm-port.ts";
+import { diagLookup, readProcSockets, type ListenerOf } from "./proc-sockets.ts";
 import { ownerLabel, ownerSurprises } from "./vm-owner.ts";
 
-/** Options of `hostResolver`. */
+/** Options of `hostTargetResolver`. */
 export interface HostResolverOptions extends Pick<DiscoverOptions, "procRoot" | "libvirtDirs" | "passwdFile"> {
   /** Where warnings go (one line each, without "vmchan: "). Default: stderr. */
   warn?: (line: string) => void;
@@ -13,23 +14,19 @@ export interface HostResolverOptions extends Pick<DiscoverOptions, "procRoot" | 
   euid?: number;
 }
 
-/** Where `VM:NAME` leads: the socket path, and who must have made the socket (see SocketChannel's peerUids). */
+/** Where `VM:NAME` leads: the socket path, and who must have made the socket (SocketChannelOptions of the same names). */
 export interface HostTarget {
   path: string;
-  /** The VM's user and root; undefined when the VM's owner is unknown (no check then). */
-  peerUids?: number[];
+  /** The VM's user and root; when the VM's owner is unknown, root and ourselves. */
+  peerUids: number[];
   /** The VM and its owner in words, for a refusal's hint. */
-  peerWho?: string;
+  peerWho: string;
+  /** The VM's QEMU pid (null when its process is unknown): the listener must be its, root's, or bound to one of `peerListeners`. */
+  peerPid: number | null;
+  /** QEMU's listening sockets, from sock_diag; empty when unknown. */
+  peerListeners: ListenerOf[];
   /** Whether QEMU's own fds show a client connected (discovery's `held`); null when they could not be read. */
   held: boolean | null;
-}
-
-/**
- * Resolves `VM:NAME` to the socket path to connect to (see hostTargetResolver for who must own it).
- */
-export function hostResolver(options: HostResolverOptions = {}): (vm: string, port: string) => Promise<string> {
-  const resolve = hostTargetResolver(options);
-  return async (vm, port) => (await resolve(vm, port)).path;
 }
 
 /**
@@ -66,14 +63,39 @@ export function hostTargetResolver(options: HostResolverOptions = {}): (vm: stri
         code: ExitCode.untrusted,
         hint: `if you trust that socket anyway, connect to it as 'unix:${path}'`,
       });
-    const owner = found.vm.owner ?? null;
-    if (owner !== null && ownerSurprises(owner, euid))
-      warn(`${vmLabel(found.vm)} runs as ${ownerLabel(owner)}, not as you, root or a QEMU service account: any process of that user could pose as it`);
-    const held = found.port.held;
-    if (owner === null) return { path, held };
-    return { path, held, peerUids: [...new Set([owner.uid, 0])], peerWho: `${vmLabel(found.vm)} runs as ${ownerLabel(owner)}` };
+    return hostTargetOf(found.vm, found.port, { warn, euid, procRoot: discover.procRoot });
   };
 }
+
+/**
+ * The connection checks for a trusted port with a socket path (see HostTarget), with a warning about
+ * a VM that another ordinary user could have started.
+ */
+export function hostTargetOf(
+  vm: HostVm,
+  port: HostPort,
+  options: { warn: (line: string) => void; euid: number; procRoot?: string },
+): HostTarget {
+  const owner = vm.owner ?? null;
+  if (owner !== null && ownerSurprises(owner, options.euid))
+    options.warn(`${vmLabel(vm)} runs as ${ownerLabel(owner)}, not as you, root or a QEMU service account: any process of that user could pose as it`);
+  const procRoot = options.procRoot ?? "/proc";
+  let peerListeners: ListenerOf[] = [];
+  if (vm.pid !== null && procRoot === "/proc") {
+    try {
+      peerListeners = readProcSockets(procRoot, vm.pid, { lookup: diagLookup }).listeners;
+    } catch {
+      // QEMU's fds unreadable: the pid and root remain as proof
+    }
+  }
+  const common = { path: port.path!, held: port.held, peerPid: vm.pid, peerListeners };
+  if (owner === null) {
+    const uids = [...new Set([0, options.euid].filter((u) => u >= 0))];
+    return { ...common, peerUids: uids, peerWho: `the owner of ${vmLabel(vm)} is unknown, so only root's or your own socket is accepted` };
+  }
+  return { ...common, peerUids: [...new Set([owner.uid, 0])], peerWho: `${vmLabel(vm)} runs as ${ownerLabel(owner)}` };
+}
+
 
 function socketPathOf(vm: HostVm, port: HostPort, label: string): string {
   if (port.backend === "unix" && port.path !== null) {

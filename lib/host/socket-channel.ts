@@ -1,8 +1,11 @@
 import { errnoOf, VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
 import { SocketStream } from "../net/socket-stream.ts";
+import * as fs from "node:fs";
 import { unixSocketHeld } from "./unix-held.ts";
-import { peerCredentials } from "../sys/peercred.ts";
+import { peerCredentials, type PeerCredentials } from "../sys/peercred.ts";
+import { queryUnixSocket } from "../sys/sock-diag.ts";
+import type { ListenerOf } from "./proc-sockets.ts";
 
 export interface SocketChannelOptions {
   /** After the send queue is empty, stay connected this long so QEMU can hand its last bytes to the guest. Default 1000. */
@@ -16,8 +19,18 @@ export interface SocketChannelOptions {
   /** How messages name the expected owner, e.g. `VM "web01" (pid 42) runs as user "qemu" (uid 107)`. */
   peerWho?: string;
   /**
+   * The VM's QEMU pid. When set (a number, or null for a VM whose process is unknown), a peer of the
+   * right user is not enough, since every VM of one service user shares it: the listening socket must
+   * also have been made by that pid, or by root (libvirt makes the sockets it passes to QEMU), or the
+   * connection's server end must be bound to one of `peerListeners`. Default: the uid check alone.
+   */
+  peerPid?: number | null;
+  /** QEMU's own listening sockets (inodes and socket files, from sock_diag), see peerPid. */
+  peerListeners?: readonly ListenerOf[];
+  /**
    * Whether a client holds the socket, as the server's own fds show it (discovery's `held` for a VM's
-   * port); null or undefined: the sockets of this namespace are asked by path (unixSocketHeld).
+   * port); null: unknown, so connect anyway; undefined: not known to the caller, so the sockets of this
+   * namespace are asked by path (unixSocketHeld).
    */
   held?: boolean | null;
 }
@@ -29,7 +42,7 @@ export interface SocketChannelOptions {
 export class SocketChannel extends SocketStream {
   /** Connects to `path`; errors say whether the VM is gone, the socket held, or access denied. */
   static async connect(path: string, label: string, options: SocketChannelOptions = {}): Promise<SocketChannel> {
-    if ((options.held ?? unixSocketHeld(path)) === true)
+    if ((options.held === undefined ? unixSocketHeld(path) : options.held) === true)
       throw new VmchanError(`cannot connect to "${label}": another client already holds ${path}`, {
         code: ExitCode.busy,
         hint: "QEMU serves one client per port socket; stop the other client (libvirt holds org.qemu.guest_agent.0)",
@@ -44,16 +57,52 @@ export class SocketChannel extends SocketStream {
     if (options.peerUids) {
       const fd = (socket as unknown as { fd?: number }).fd;
       const peer = typeof fd === "number" && fd >= 0 ? peerCredentials(fd) : null;
-      if (peer === null || !options.peerUids.includes(peer.uid)) {
+      const why = _peerRefusal(peer, fd, options);
+      if (why !== null) {
         socket.terminate(); // before a byte is written
         const who = peer === null ? "an unknown process" : `pid ${peer.pid} (uid ${peer.uid})`;
-        throw new VmchanError(`refusing "${label}": the socket at ${path} was made by ${who}, not by the VM's user or root`, {
+        throw new VmchanError(`refusing "${label}": the socket at ${path} was made by ${who}, ${why}`, {
           code: ExitCode.untrusted,
           hint: `${options.peerWho ? `${options.peerWho}; ` : ""}if you trust that socket anyway, connect to it as 'unix:${path}'`,
         });
       }
     }
     return ch.attach(socket);
+  }
+}
+
+/** Why the listener behind a connection is not the VM's (the end of a sentence), or null when it is. */
+function _peerRefusal(peer: PeerCredentials | null, fd: number | undefined, options: SocketChannelOptions): string | null {
+  if (peer === null || !options.peerUids!.includes(peer.uid)) return "not by the VM's user or root";
+  if (options.peerPid === undefined || peer.uid === 0 || (options.peerPid !== null && peer.pid === options.peerPid)) return null;
+  if (options.peerListeners?.length && typeof fd === "number" && _reachedListener(fd, options.peerListeners)) return null;
+  return options.peerPid === null
+    ? "not by root, and not bound to a socket file the VM's QEMU listens on"
+    : `not by the VM's QEMU (pid ${options.peerPid}) or root, and not bound to a socket file it listens on`;
+}
+
+/**
+ * Whether our connection `fd` reached one of `listeners` (sock_diag): while it waits in a backlog, the
+ * listener lists our socket's inode among its pending connections; once accepted, our peer is bound
+ * to the listener's socket file. Asked a few times, since QEMU may accept between two questions.
+ */
+function _reachedListener(fd: number, listeners: readonly ListenerOf[]): boolean {
+  try {
+    const ino = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/self/fd/${fd}`))?.[1];
+    if (ino === undefined) return false;
+    const me = Number(ino);
+    for (let round = 0; round < 3; round++) {
+      const peer = queryUnixSocket(me)?.peer ?? null;
+      if (peer !== null) {
+        // Accepted: the server end shares its listener's socket file.
+        const vfs = queryUnixSocket(peer)?.vfs ?? null;
+        return vfs !== null && listeners.some((l) => l.vfs !== null && l.vfs.dev === vfs.dev && l.vfs.ino === vfs.ino);
+      }
+      if (listeners.some((l) => queryUnixSocket(l.inode)?.icons?.includes(me))) return true;
+    }
+    return false;
+  } catch {
+    return false; // sock_diag unavailable: no proof
   }
 }
 

@@ -1,35 +1,19 @@
 import * as fs from "node:fs";
+import { readPasswdFile } from "../passwd.ts";
 import type { VmOwner } from "./model.ts";
-import { sameSocketFile, type ProcSockets } from "./proc-sockets.ts";
-
-/** The passwd file is read up to this many bytes: enough for any real one, bounded for a hostile one. */
-const PASSWD_MAX_BYTES = 4 * 1024 * 1024;
+import { sameSocketFile, socketFileAt, type ProcSockets } from "./proc-sockets.ts";
 
 const passwdCache = new Map<string, Map<number, string>>();
 
-/** uid -> user name from a passwd file (first entry wins, as getpwuid does); empty when unreadable. */
+/** uid -> user name from a passwd file (first entry wins, as getpwuid does); empty when unreadable or too large. */
 export function readPasswd(file: string): Map<number, string> {
   const cached = passwdCache.get(file);
   if (cached) return cached;
   const users = new Map<number, string>();
-  let text = "";
   try {
-    const fd = fs.openSync(file, "r");
-    try {
-      const buf = Buffer.alloc(PASSWD_MAX_BYTES);
-      const n = fs.readSync(fd, buf, 0, buf.length, 0);
-      text = buf.toString("utf8", 0, n);
-    } finally {
-      fs.closeSync(fd);
-    }
+    for (const e of readPasswdFile(file)) if (!users.has(e.uid)) users.set(e.uid, e.name);
   } catch {
-    // No passwd file (a container, a fixture): owners are shown by uid only.
-  }
-  for (const line of text.split("\n")) {
-    const f = line.split(":");
-    if (f.length < 3 || f[0] === "" || !/^\d+$/.test(f[2]!)) continue;
-    const uid = Number(f[2]);
-    if (!users.has(uid)) users.set(uid, f[0]!);
+    // No passwd file (a container, a fixture), or a hostile one: owners are shown by uid only.
   }
   passwdCache.set(file, users);
   return users;
@@ -70,14 +54,16 @@ export function ownerSurprises(owner: VmOwner | null, euid: number): boolean {
 
 /**
  * Why the socket file at `path` is not to be trusted as the VM's, or null. The rule: when QEMU's own
- * sockets could be read through sock_diag, the file must be the one one of QEMU's listening sockets is
- * bound to (same device and inode); in every case its owner must be the VM's user or root. A missing
- * file says nothing (connecting will say "no socket").
+ * sockets could be read, `path` must be a name one of QEMU's listening sockets is bound to, and with
+ * sock_diag the file itself must be the one it is bound to (same device and inode); in every case its
+ * owner must be the VM's user or root. `fromQmp`: the path came from QMP alone, that is from the
+ * VM's QEMU, which a guest that broke out of it controls; such a path needs QEMU's fds to confirm it.
+ * A missing file says nothing (connecting will say "no socket").
  */
 export function socketDistrust(
   path: string,
   owner: VmOwner | null,
-  options: { sockets?: ProcSockets; passwdFile?: string } = {},
+  options: { sockets?: ProcSockets; passwdFile?: string; fromQmp?: boolean } = {},
 ): string | null {
   const { sockets } = options;
   let st: fs.Stats;
@@ -88,8 +74,14 @@ export function socketDistrust(
   }
   if (!st.isSocket()) return `${path} is not a socket`;
   if (sockets && sockets.source === "sock_diag") {
-    const bound = [...sockets.listeningFiles.values()].some((f) => sameSocketFile(f, st));
+    const file = socketFileAt(path);
+    const bound = file !== null && [...sockets.listeningFiles.values()].some((f) => sameSocketFile(f, file));
     if (!bound) return `the socket file at ${path} is not one QEMU listens on (it was replaced, or another process made it)`;
+  } else if (sockets && !sockets.listening.has(path) && (sockets.forgedFds.length === 0 || options.fromQmp)) {
+    // From the text, a forged fd might be the listener: then only the connection itself can tell.
+    return `no socket of QEMU's listens on ${path} (it was replaced, or another process made it)`;
+  } else if (!sockets && options.fromQmp) {
+    return `${path} was reported by QMP alone, which the VM's QEMU controls, and QEMU's own sockets could not be read to confirm it`;
   }
   if (owner !== null && st.uid !== owner.uid && st.uid !== 0) {
     const users = readPasswd(options.passwdFile ?? "/etc/passwd");

@@ -339,7 +339,7 @@ describe("other users' processes and sockets", () => {
     // Without sock_diag, /proc/PID/net/unix with duplicated inodes refused: unknown, and said so, never the attacker's path.
     const text2 = await discoverHosts({
       libvirtDirs: [], useQmp: false, filter: both,
-      unixSockets: () => {
+      socketLookup: () => {
         throw new Error("sock_diag unavailable");
       },
     });
@@ -419,4 +419,49 @@ describe("VM:NAME against real QEMUs", () => {
       await ch.close();
     }
   }, 30_000);
+
+  test("one service user for two VMs: a socket of that user swapped in after discovery is refused; the VM's own passes", async () => {
+    const { hostTargetResolver } = await import("../../lib/host/resolve-vm.ts");
+    const { SocketChannel } = await import("../../lib/host/socket-channel.ts");
+    const dir = mkdtempSync("/tmp/vu");
+    chownSync(dir, 65534, 65534);
+    const sock = `${dir}/b.sock`;
+    const b = startQemu(
+      ["-name", "svc-b", "-device", "virtio-serial-pci,id=vs0", "-chardev", `socket,id=c1,path=${sock},server=on,wait=off`, "-device", "virtserialport,bus=vs0.0,chardev=c1,name=org.example.b,id=pb"],
+      [],
+      asNobody,
+    );
+    let thief: ReturnType<typeof Bun.spawn> | undefined;
+    try {
+      await socketsExist(b, [sock]);
+      const resolve = hostTargetResolver({ libvirtDirs: [], warn: () => {} });
+      const target = await resolve("pid", `${b.proc.pid}:org.example.b`);
+      expect(target, `what I saw: ${JSON.stringify(target)}`).toMatchObject({ path: sock, peerUids: [65534, 0], peerPid: b.proc.pid });
+      expect(target.peerListeners.length, "QEMU's listening sockets from sock_diag").toBeGreaterThan(0);
+      // QEMU's own socket passes: the listener is its pid's.
+      const ok = await SocketChannel.connect(target.path, "b", { ...target, lingerMs: 0 });
+      await ok.close();
+      // Another process of the same user (what a compromised QEMU of another VM is) swaps the file after discovery.
+      const script = `
+        const net = require("node:net"), fs = require("node:fs");
+        fs.unlinkSync(process.argv[1]);
+        let n = 0;
+        net.createServer((c) => c.on("data", (x) => (n += x.length)).on("close", () => console.log("got " + n))).listen(process.argv[1], () => console.log("ready"));`;
+      thief = Bun.spawn([...asNobody, process.execPath, "-e", script, sock], { stdout: "pipe", stderr: "pipe" });
+      const out = (thief.stdout as ReadableStream<Uint8Array>).getReader();
+      expect(new TextDecoder().decode((await out.read()).value ?? new Uint8Array()), "the thief's listener").toBe("ready\n");
+      const err = await SocketChannel.connect(target.path, "b", { ...target, lingerMs: 0 }).catch((e) => e);
+      expect([err.code, err.message], `what I saw: ${err}`).toEqual([
+        ExitCode.untrusted,
+        `refusing "b": the socket at ${sock} was made by pid ${thief.pid} (uid 65534), not by the VM's QEMU (pid ${b.proc.pid}) or root, and not bound to a socket file it listens on`,
+      ]);
+      expect(new TextDecoder().decode((await out.read()).value ?? new Uint8Array()), "the refused connection carried nothing").toBe("got 0\n");
+    } finally {
+      thief?.kill("SIGKILL");
+      await thief?.exited;
+      b.proc.kill("SIGKILL");
+      await b.proc.exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -7,6 +7,7 @@ import { resolveConsoleTarget } from "../../lib/console/target.ts";
 import { ExitCode } from "../../lib/exit-codes.ts";
 import type { DiscoverOptions } from "../../lib/host/discover.ts";
 import { type HostDiscovery, hostPort, type HostVm } from "../../lib/host/model.ts";
+import type { HostTarget } from "../../lib/host/resolve-vm.ts";
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const ESC = "\x1d";
@@ -72,9 +73,22 @@ function discovery(vms: HostVm[], calls: DiscoverOptions[] = []) {
   };
 }
 
-const noResolve = async (vm: string, port: string): Promise<string> => {
+const noResolve = async (vm: string, port: string): Promise<HostTarget> => {
   throw new Error(`unexpected resolve ${vm}:${port}`);
 };
+
+/** What the resolver gives for a VM's socket at `path`. */
+const target = (path: string, pid: number | null = null): HostTarget => ({
+  path, held: null, peerUids: [0], peerWho: "w", peerPid: pid, peerListeners: [],
+});
+/** The checks a console target of a VM with unknown owner carries (resolved with euid 1000). */
+const unknownOwner = (pid: number) => ({
+  held: null, peerUids: [0, 1000], peerPid: pid, peerListeners: [],
+  peerWho: `the owner of VM "${"NAME"}" (pid ${pid}) is unknown, so only root's or your own socket is accepted`,
+});
+
+/** No real /proc and a fixed uid, so the checks do not depend on the machine. */
+const fake = { procRoot: "/nonexistent", euid: 1000, warn: () => {} };
 
 describe("console target", () => {
   const web = vm({
@@ -89,15 +103,17 @@ describe("console target", () => {
 
   test("a VM alone is its first console port with a unix socket QEMU listens on", async () => {
     const calls: DiscoverOptions[] = [];
-    const t = await resolveConsoleTarget("web01", { discover: discovery([web], calls), resolveVmPort: noResolve });
-    expect(t).toEqual({ kind: "unix", label: "web01:con1", path: "/run/con1.sock" });
+    const t = await resolveConsoleTarget("web01", { discover: discovery([web], calls), resolveVmPort: noResolve, ...fake });
+    const checks = { ...unknownOwner(4242), peerWho: unknownOwner(4242).peerWho.replace("NAME", "web01") };
+    expect(t, `what I saw: ${JSON.stringify(t)}`).toEqual({ kind: "unix", label: "web01:con1", path: "/run/con1.sock", checks });
     expect(calls).toEqual([{ useQmp: false }]);
-    expect(await resolveConsoleTarget("4242", { discover: discovery([web]), resolveVmPort: noResolve })).toEqual({ ...t, label: "4242:con1" });
+    expect(await resolveConsoleTarget("4242", { discover: discovery([web]), resolveVmPort: noResolve, ...fake })).toEqual({ ...t, label: "4242:con1" });
   });
 
   test("VM:NAME, unix:PATH and tcp:HOST:PORT", async () => {
-    const resolve = async (v: string, p: string) => `/run/${v}-${p}.sock`;
-    expect(await resolveConsoleTarget("web01:org.example.a", { resolveVmPort: resolve })).toEqual({ kind: "unix", label: "web01:org.example.a", path: "/run/web01-org.example.a.sock" });
+    const resolve = async (v: string, p: string) => target(`/run/${v}-${p}.sock`, 4242);
+    const { path: _, ...checks } = target("", 4242);
+    expect(await resolveConsoleTarget("web01:org.example.a", { resolveVmPort: resolve })).toEqual({ kind: "unix", label: "web01:org.example.a", path: "/run/web01-org.example.a.sock", checks });
     expect(await resolveConsoleTarget("unix:/tmp/c.sock")).toEqual({ kind: "unix", label: "unix:/tmp/c.sock", path: "/tmp/c.sock" });
     expect(await resolveConsoleTarget("tcp:127.0.0.1:4555")).toEqual({ kind: "tcp", label: "tcp:127.0.0.1:4555", host: "127.0.0.1", port: 4555 });
   });
@@ -114,7 +130,7 @@ describe("console target", () => {
   test("a console that is not a unix socket: the host resolver says what it is", async () => {
     const pty = vm({ name: "p", pid: 8, ports: [hostPort({ kind: "console", name: "con0", backend: "pty", path: "/dev/pts/3" })] });
     const asked: string[] = [];
-    const resolve = async (v: string, p: string) => {
+    const resolve = async (v: string, p: string): Promise<HostTarget> => {
       asked.push(`${v}:${p}`);
       throw Object.assign(new Error('cannot connect to "p:con0": it is a pty chardev (/dev/pts/3)'), { code: ExitCode.notFound });
     };
@@ -131,7 +147,7 @@ describe("console target", () => {
       calls.push(o);
       return { vms: [n++ === 0 ? before : after], notes: [] };
     };
-    expect(await resolveConsoleTarget("hp", { discover, resolveVmPort: noResolve })).toEqual({ kind: "unix", label: "hp:con0", path: "/run/hp-con0.sock" });
+    expect(await resolveConsoleTarget("hp", { discover, resolveVmPort: noResolve, ...fake })).toMatchObject({ kind: "unix", label: "hp:con0", path: "/run/hp-con0.sock" });
     expect(calls.length).toBe(2);
     expect(calls[1]!.useQmp).toBeUndefined();
   });

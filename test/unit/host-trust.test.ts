@@ -5,11 +5,12 @@ import { dirname, join } from "node:path";
 import { VmchanError } from "../../lib/errors.ts";
 import { ExitCode } from "../../lib/exit-codes.ts";
 import { hostPort, type HostDiscovery, type HostVm } from "../../lib/host/model.ts";
-import { readProcSockets, tableFromProcText, tableFromSockDiag, type ProcSockets } from "../../lib/host/proc-sockets.ts";
-import { hostResolver } from "../../lib/host/resolve-vm.ts";
+import { diagLookup, readProcSockets, tableFromProcText, tableFromSockDiag, type ListenerOf, type ProcSockets } from "../../lib/host/proc-sockets.ts";
+import { hostTargetResolver } from "../../lib/host/resolve-vm.ts";
 import { resolveVmPort } from "../../lib/host/resolve-vm-port.ts";
 import { unixSocketHeld } from "../../lib/host/unix-held.ts";
 import { socketDistrust } from "../../lib/host/vm-owner.ts";
+import type { QmpConnect } from "../../lib/host/qmp-state.ts";
 import { portsList } from "../../lib/ports-list.ts";
 import { decodeDiagMessages, dumpUnixSockets, type DiagUnixSocket } from "../../lib/sys/sock-diag.ts";
 import { runCommand } from "../support/context.ts";
@@ -35,6 +36,33 @@ afterEach(() => {
   fx?.dispose();
   fx = undefined;
 });
+
+/**
+ * nobody's server at `path`: says "ready" when it listens, and how many bytes each connection
+ * brought when it closes ("closed N"). Needs root and setpriv (util-linux), as CI has.
+ */
+function nobodyServer(path: string) {
+  const script = `
+    const net = require("node:net");
+    net.createServer((c) => { let n = 0; c.on("data", (b) => (n += b.length)); c.on("close", () => console.log("closed " + n)); })
+      .listen(process.argv[1], () => console.log("ready"));`;
+  const child = Bun.spawn(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, "-e", script, path], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const lines = (async function* () {
+    const dec = new TextDecoder();
+    let buf = "";
+    for await (const chunk of child.stdout as ReadableStream<Uint8Array>) {
+      buf += dec.decode(chunk);
+      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+        yield buf.slice(0, i);
+        buf = buf.slice(i + 1);
+      }
+    }
+  })();
+  return { child, lines };
+}
 
 /** Listens on `path`, making the directories a forged line's slashes imply, as an attacker would. */
 function listen(path: string): number {
@@ -78,7 +106,7 @@ describe("forged /proc/net/unix lines", () => {
       [false, evil, "listen"],
       [true, join(dir, "vm.sock"), "listen"],
     ].sort());
-    const viaDiag = readProcSockets("/proc", process.pid, { ownTable: () => tableFromSockDiag() });
+    const viaDiag = readProcSockets("/proc", process.pid, { lookup: diagLookup });
     expect([viaDiag.source, viaDiag.pathByFd.get(vmFd), viaDiag.forgedFds]).toEqual(["sock_diag", join(dir, "vm.sock"), []]);
 
     // The text fallback: the inode is on two lines, so it is unknown, never the attacker's path.
@@ -99,7 +127,7 @@ describe("forged /proc/net/unix lines", () => {
     // A connected-looking line for the VM's own inode, and one for an inode nobody has.
     listen(`${dir}/a\n${shortLine(vmInode, "03", false, join(dir, "v"))}`);
     listen(`${dir}/b\n${shortLine(4_000_000_000, "03", false, join(dir, "v"))}\n${shortLine(vmInode, "01", true, "/x")}`);
-    const viaDiag = readProcSockets("/proc", process.pid, { ownTable: () => tableFromSockDiag() });
+    const viaDiag = readProcSockets("/proc", process.pid, { lookup: diagLookup });
     expect([viaDiag.pathByFd.get(vmFd), [...viaDiag.connected].filter((p) => p.startsWith(dir))]).toEqual([join(dir, "v"), []]);
     const viaText = readProcSockets("/proc", process.pid);
     expect(viaText.pathByFd.get(vmFd)).toBeUndefined();
@@ -128,15 +156,25 @@ describe("forged /proc/net/unix lines", () => {
   });
 
   test("a socket of the same name bound elsewhere (another mount namespace) does not count for held", async () => {
-    const dir = shortDir();
-    const path = join(dir, "m.sock");
-    const srv = net.createServer((c) => clients.push(c));
-    servers.push(srv);
-    await new Promise<void>((r) => srv.listen(path, r));
-    // What sock_diag would show for a same-named socket file on another filesystem, accepted and connected.
-    const real = tableFromSockDiag();
-    const fake: DiagUnixSocket = { inode: 1, state: "connected", path, peer: 2, vfs: { dev: 12345, ino: 1 }, uid: 65534 };
-    expect(unixSocketHeld(path, { ...real, sockets: [...real.sockets, fake] })).toBe(false);
+    // On a disk and on a tmpfs (whose device is anonymous, major 0, like btrfs's): same name, same inode number, another device.
+    for (const base of [shortDir(), mkdtempSync("/dev/shm/vt")]) {
+      dirs.push(base);
+      const path = join(base, "m.sock");
+      const srv = net.createServer((c) => clients.push(c));
+      servers.push(srv);
+      await new Promise<void>((r) => srv.listen(path, r));
+      const ino = Number(BigInt(require("node:fs").statSync(path, { bigint: true }).ino) & 0xffffffffn);
+      const real = tableFromSockDiag();
+      const listener = real.sockets.find((s) => s.path === path && s.state === "listen")!;
+      for (const dev of [12345, 0x2f, listener.vfs!.dev + 1]) {
+        // What sock_diag would show for a same-named socket file elsewhere (an unshare -Urm tmpfs), accepted and connected.
+        const fake: DiagUnixSocket = { inode: 1, state: "connected", path, peer: 2, vfs: { dev, ino }, uid: 65534 };
+        expect(unixSocketHeld(path, { ...real, sockets: [...real.sockets, fake] }), `${path}, fake dev ${dev}, real vfs ${JSON.stringify(listener.vfs)}`).toBe(false);
+      }
+      // The real connection on the real file still counts.
+      const same: DiagUnixSocket = { inode: 1, state: "connected", path, peer: 2, vfs: listener.vfs, uid: 0 };
+      expect(unixSocketHeld(path, { ...real, sockets: [...real.sockets, same] })).toBe(true);
+    }
   });
 });
 
@@ -145,6 +183,12 @@ describe("/proc/net/unix text", () => {
     const { parseProcNetUnix } = await import("../../lib/host/proc-sockets.ts");
     const text = `Num RefCount Protocol Flags Type St Inode Path\n${line(5, "01", true, "/run/a\uFFFDb")}\n${line(6, "01", true, "/run/ab")}\n`;
     expect(parseProcNetUnix(text).map((e) => [e.inode, e.path])).toEqual([[5, null], [6, "/run/ab"]]);
+  });
+
+  test("a relative name (bound against its creator's working directory) is no path either", async () => {
+    const { parseProcNetUnix } = await import("../../lib/host/proc-sockets.ts");
+    const text = ["Num RefCount Protocol Flags Type St Inode Path", line(7, "01", true, "run/vm.sock"), line(8, "01", true, "./x"), line(9, "01", true, "@abs"), ""].join("\n");
+    expect(parseProcNetUnix(text).map((e) => [e.inode, e.path])).toEqual([[7, null], [8, null], [9, "@abs"]]);
   });
 });
 
@@ -181,7 +225,7 @@ describe("sock_diag decoding", () => {
     return d;
   };
 
-  test("names are taken whole, newlines and all; abstract names get an @", () => {
+  test("names are taken whole, newlines and all; abstract names get an @; names no string names alone are unknown", () => {
     const out: DiagUnixSocket[] = [];
     const name = new TextEncoder().encode("/tmp/a\n0: 2 0 10000 1 01 77 /tmp/evil");
     const msgs = [
@@ -189,6 +233,10 @@ describe("sock_diag decoding", () => {
       message(78, 1, [[0, Uint8Array.of(0, 0x61, 0x0a, 0x62)], [2, u32(79)]]),
       message(80, 7, [[0, Uint8Array.of(0, 0x61, 0, 0x62)]]),
       message(81, 10, [[0, Uint8Array.of(0x2f, 0x61, 0xff, 0x62)]]), // not UTF-8
+      message(82, 7, [[0, Uint8Array.of(0, 0x61, 0x40, 0x62)]]), // "\0a@b": the one "@a@b"
+      message(83, 10, [[0, new TextEncoder().encode("run/vm.sock")]]), // relative: bound against its creator's cwd
+      message(84, 10, [[0, Uint8Array.of(0, 0x61, 0, 0)]]), // "\0a\0\0"
+      message(85, 10, [[0x8000 | 0, new TextEncoder().encode("/n")], [0x4000 | 7, u32(5)]]), // NLA_F_NESTED / NET_BYTEORDER bits set
 
       done(),
     ];
@@ -202,9 +250,102 @@ describe("sock_diag decoding", () => {
     expect(out).toEqual([
       { inode: 77, state: "listen", path: "/tmp/a\n0: 2 0 10000 1 01 77 /tmp/evil", peer: null, vfs: { ino: 99, dev: (254 << 8) | 1 }, uid: 65534 },
       { inode: 78, state: "connected", path: "@a\nb", peer: 79, vfs: null, uid: null },
-      { inode: 80, state: "unconnected", path: "@a@b", peer: null, vfs: null, uid: null },
+      { inode: 80, state: "unconnected", path: null, peer: null, vfs: null, uid: null }, // "\0a\0b" would read "@a@b" too
       { inode: 81, state: "listen", path: null, peer: null, vfs: null, uid: null },
+      { inode: 82, state: "unconnected", path: "@a@b", peer: null, vfs: null, uid: null },
+      { inode: 83, state: "listen", path: null, peer: null, vfs: null, uid: null },
+      { inode: 84, state: "listen", path: null, peer: null, vfs: null, uid: null },
+      { inode: 85, state: "listen", path: "/n", peer: null, vfs: null, uid: 5 },
     ]);
+  });
+
+  /** Concatenated messages. */
+  const join8 = (...parts: Uint8Array[]) => {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let off = 0;
+    for (const p of parts) {
+      out.set(p, off);
+      off += p.length;
+    }
+    return out;
+  };
+  /** A recv hook that hands out `pieces` one per call, counting the calls. */
+  const feeder = (pieces: (Uint8Array | number)[]) => {
+    const calls = { n: 0 };
+    const recv = (buf: Uint8Array) => {
+      const p = pieces[calls.n++];
+      if (p === undefined) throw new Error(`recv called ${calls.n} times, past the ${pieces.length} pieces`);
+      if (typeof p === "number") return p;
+      buf.set(p);
+      return p.length;
+    };
+    return { recv, calls };
+  };
+
+  test("a dump spread over several receives is joined; EINTR is retried; it stops at NLMSG_DONE", async () => {
+    const { dumpUnixSockets } = await import("../../lib/sys/sock-diag.ts");
+    const { recv, calls } = feeder([
+      join8(message(1, 10, [[0, new TextEncoder().encode("/a")]]), message(2, 1, [])),
+      -4, // EINTR
+      message(3, 10, []),
+      join8(message(4, 7, []), done()),
+      message(5, 10, []), // after DONE: never read
+    ]);
+    const out = dumpUnixSockets({ recv });
+    expect([out.map((e) => e.inode), calls.n], `what I saw: ${JSON.stringify(out)}`).toEqual([[1, 2, 3, 4], 4]);
+  });
+
+  test("a dump's limits: too many sockets, too many receives, an error in NLMSG_DONE, a recv error or end of stream", async () => {
+    const { dumpUnixSockets } = await import("../../lib/sys/sock-diag.ts");
+    const many = feeder([join8(message(1, 10, []), message(2, 10, []), message(3, 10, [])), done()]);
+    expect(() => dumpUnixSockets({ recv: many.recv, maxSockets: 2 })).toThrow("sock_diag: more than 2 unix sockets");
+    const endless = feeder(Array.from({ length: 5 }, (_, i) => message(i + 1, 10, [])));
+    expect(() => dumpUnixSockets({ recv: endless.recv, maxReceives: 4 })).toThrow("sock_diag: dump did not end within 4 receives");
+    expect(endless.calls.n).toBe(4);
+    const cut = done();
+    new DataView(cut.buffer).setInt32(16, -16, true); // EBUSY: the kernel cut the dump short
+    expect(() => dumpUnixSockets({ recv: feeder([message(1, 10, []), cut]).recv })).toThrow("sock_diag: dump ended with kernel error 16");
+    expect(() => dumpUnixSockets({ recv: feeder([-13]).recv })).toThrow("sock_diag: recv failed: errno 13");
+    expect(() => dumpUnixSockets({ recv: feeder([message(1, 10, []), 0]).recv })).toThrow("without NLMSG_DONE");
+  });
+
+  test("a dump filtered while it is read keeps only the sockets asked about: more sockets than the limit do not force a fallback", async () => {
+    const { dumpUnixSockets } = await import("../../lib/sys/sock-diag.ts");
+    const name = new TextEncoder().encode("/run/vm.sock");
+    const pieces = Array.from({ length: 10 }, (_, i) => join8(...Array.from({ length: 10 }, (_, j) => message(i * 10 + j + 1, 10, i * 10 + j === 57 ? [[0, name]] : []))));
+    const keep = (e: DiagUnixSocket) => e.path === "/run/vm.sock";
+    const out = dumpUnixSockets({ recv: feeder([...pieces, done()]).recv, maxSockets: 5, keep });
+    expect(out.map((e) => [e.inode, e.path])).toEqual([[58, "/run/vm.sock"]]);
+    expect(() => dumpUnixSockets({ recv: feeder([...pieces, done()]).recv, maxSockets: 5 })).toThrow("more than 5 unix sockets");
+  });
+
+  test("a netlink message shorter than its header, or with a length below 16, throws", () => {
+    const short = message(1, 10, []);
+    new DataView(short.buffer).setUint32(0, 15, true);
+    expect(() => decodeDiagMessages(short, [])).toThrow("sock_diag: malformed netlink message (length 15)");
+    const zero = message(1, 10, []);
+    new DataView(zero.buffer).setUint32(0, 0, true);
+    expect(() => decodeDiagMessages(zero, [])).toThrow("(length 0)");
+    // A trailing piece under 16 bytes is not a message: ignored, and no DONE seen.
+    const out: DiagUnixSocket[] = [];
+    expect(decodeDiagMessages(join8(message(9, 10, []), new Uint8Array(8)), out)).toBe(false);
+    expect(out.map((e) => e.inode)).toEqual([9]);
+  });
+
+  test("one socket is asked for by inode: found, gone (ENOENT) as null, a real one from the kernel", async () => {
+    const { queryUnixSocket } = await import("../../lib/sys/sock-diag.ts");
+    const err = new Uint8Array(36);
+    new DataView(err.buffer).setUint32(0, 36, true);
+    new DataView(err.buffer).setUint16(4, 2, true);
+    new DataView(err.buffer).setInt32(16, -2, true);
+    expect(queryUnixSocket(5, { recv: feeder([err]).recv })).toBeNull();
+    expect(queryUnixSocket(5, { recv: feeder([message(5, 10, [[3, u32(7, 8)]])]).recv })).toEqual({
+      inode: 5, state: "listen", path: null, peer: null, vfs: null, uid: null, icons: [7, 8],
+    });
+    const dir = shortDir();
+    const fd = listen(join(dir, "q.sock"));
+    const real = queryUnixSocket(socketInode(fd));
+    expect([real?.path, real?.state, real?.icons], `what I saw: ${JSON.stringify(real)}`).toEqual([join(dir, "q.sock"), "listen", []]);
   });
 
   test("a message whose length runs past the buffer, or a kernel error, throws instead of guessing", () => {
@@ -302,9 +443,10 @@ describe("sockets that are not the VM's", () => {
       .file("/proc/900/status", "Name:\tqemu\nUid:\t64055\t64055\t64055\t64055\n")
       .file("/etc/passwd", "nobody:x:65534:65534::/:/bin/false\nlibvirt-qemu:x:64055:108::/:/bin/false\n");
     const warnings: string[] = [];
-    const resolve = hostResolver({
+    const targetOf = hostTargetResolver({
       procRoot: join(fx.root, "proc"), libvirtDirs: [], passwdFile: join(fx.root, "etc/passwd"), warn: (l) => warnings.push(l), euid: 0,
     });
+    const resolve = async (vm: string, port: string) => (await targetOf(vm, port)).path;
     const err = await resolve("vm1", "p").catch((e) => e);
     expect(err, `what I saw: ${err}`).toBeInstanceOf(VmchanError);
     expect([err.code, err.message, err.hint]).toEqual([
@@ -336,6 +478,7 @@ describe("sockets that are not the VM's", () => {
       .file("/proc/901/status", "Uid:\t65534\t65534\t65534\t65534\n")
       .file("/etc/passwd", "nobody:x:65534:65534::/:/bin/false\n");
     const opts = { procRoot: join(fx.root, "proc"), libvirtDirs: [], passwdFile: join(fx.root, "etc/passwd") };
+    const hostResolver = (o: Parameters<typeof hostTargetResolver>[0]) => async (vm: string, port: string) => (await hostTargetResolver(o)(vm, port)).path;
     const asRoot: string[] = [];
     expect(await hostResolver({ ...opts, euid: 0, warn: (l) => asRoot.push(l) })("vm2", "p")).toBe(path);
     expect(asRoot).toEqual([
@@ -356,7 +499,7 @@ describe("sockets that are not the VM's", () => {
     const table = tableFromSockDiag();
     const mine = table.sockets.find((s) => s.path === path)!;
     const qemuSockets = (files: { dev: number; ino: number }[]): ProcSockets => ({
-      pathByFd: new Map(), connected: new Set(), forgedFds: [], source: "sock_diag",
+      pathByFd: new Map(), connected: new Set(), listening: new Set(), listeners: [], forgedFds: [], source: "sock_diag",
       listeningFiles: new Map(files.map((f, i) => [`/x${i}`, f])),
     });
     const owner = { uid: 0, user: "root" };
@@ -384,7 +527,14 @@ describe("console targets follow the same rules", () => {
     ports: [hostPort({ kind: "console", name: "con0", backend: "unix", path: `/run/${pid}.sock`, mode: "connect", ...(untrusted && { untrusted }) })],
   });
   const discovery: HostDiscovery = { vms: [vm("web01", 7925, 0), vm("7925", 31337, 65534)], notes: [] };
-  const options = { discover: async () => discovery, resolveVmPort: async () => "/unused" };
+  const options = {
+    discover: async () => discovery,
+    resolveVmPort: async (): Promise<never> => {
+      throw new Error("unused");
+    },
+    procRoot: "/nonexistent",
+    warn: () => {},
+  };
 
   test("a console named by a pid another VM uses as its name is ambiguous; pid: and name: pick one", async () => {
     const { resolveConsoleTarget } = await import("../../lib/console/target.ts");
@@ -449,27 +599,8 @@ describe("the connection itself is checked", () => {
     const dir = shortDir();
     chownSync(dir, 65534, 65534);
     const path = join(dir, "n.sock");
-    // nobody's server: says when it listens, and how many bytes each connection brought when it closes.
-    const script = `
-      const net = require("node:net");
-      net.createServer((c) => { let n = 0; c.on("data", (b) => (n += b.length)); c.on("close", () => console.log("closed " + n)); })
-        .listen(process.argv[1], () => console.log("ready"));`;
-    const child = Bun.spawn(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, "-e", script, path], {
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    const { child, lines } = nobodyServer(path);
     try {
-      const lines = (async function* () {
-        const dec = new TextDecoder();
-        let buf = "";
-        for await (const chunk of child.stdout as ReadableStream<Uint8Array>) {
-          buf += dec.decode(chunk);
-          for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-            yield buf.slice(0, i);
-            buf = buf.slice(i + 1);
-          }
-        }
-      })();
       expect((await lines.next()).value, "nobody's server to listen").toBe("ready");
       const err = await SocketChannel.connect(path, "vm:p", { peerUids: [0], peerWho: 'VM "vm" (pid 1) runs as user "root" (uid 0)' }).catch((e) => e);
       expect(err, `what I saw: ${err}`).toBeInstanceOf(VmchanError);
@@ -489,22 +620,175 @@ describe("the connection itself is checked", () => {
       await child.exited;
     }
   });
+  test("one service user for all VMs: a socket of that user made by another VM's QEMU is refused; the VM's own pid or listener passes", async () => {
+    const { SocketChannel } = await import("../../lib/host/socket-channel.ts");
+    const dir = shortDir();
+    chownSync(dir, 65534, 65534);
+    const path = join(dir, "s.sock");
+    const { child, lines } = nobodyServer(path); // QEMU of VM A, uid 65534, made the socket VM B's path names
+    try {
+      expect((await lines.next()).value, "nobody's server to listen").toBe("ready");
+      const vmB = { peerUids: [65534, 0], peerWho: 'VM "b" (pid 4000000) runs as uid 65534', lingerMs: 0 };
+      const listener = await until("the listener in sock_diag", () => dumpUnixSockets().find((e) => e.path === path && e.state === "listen"));
+      // A socket of our own, listening elsewhere: what B's QEMU listens on.
+      const bFd = listen(join(dir, "b-own.sock"));
+      const bInode = socketInode(bFd);
+      const bListener = dumpUnixSockets().find((e) => e.inode === bInode)!;
+      const refusals: [number | null, ListenerOf[]][] = [
+        [4_000_000, []], // B's pid, not A's
+        [null, []], // B's process unknown
+        [4_000_000, [{ inode: bInode, vfs: bListener.vfs }]], // B's real listener: our connection is not pending there
+        [4_000_000, [{ inode: bInode, vfs: { dev: listener.vfs!.dev, ino: listener.vfs!.ino + 1 } }]],
+        [4_000_000, [{ inode: bInode, vfs: { dev: listener.vfs!.dev + 1, ino: listener.vfs!.ino } }]],
+      ];
+      for (const [peerPid, peerListeners] of refusals) {
+        const err = await SocketChannel.connect(path, "b:p", { ...vmB, peerPid, peerListeners }).catch((e) => e);
+        expect([err.code, err.message], `peerPid ${peerPid}, listeners ${JSON.stringify(peerListeners)}: what I saw: ${err}`).toEqual([
+          ExitCode.untrusted,
+          `refusing "b:p": the socket at ${path} was made by pid ${child.pid} (uid 65534), ${
+            peerPid === null
+              ? "not by root, and not bound to a socket file the VM's QEMU listens on"
+              : `not by the VM's QEMU (pid ${peerPid}) or root, and not bound to a socket file it listens on`
+          }`,
+        ]);
+        expect((await lines.next()).value, "the refused connection carried nothing").toBe("closed 0");
+      }
+      // The VM's own QEMU pid (setpriv execs, so the pid is the server's), or its listening file, passes.
+      const aListener: ListenerOf = { inode: listener.inode, vfs: listener.vfs };
+      for (const checks of [{ peerPid: child.pid, peerListeners: [] }, { peerPid: 4_000_000, peerListeners: [aListener] }]) {
+        const ok = await SocketChannel.connect(path, "b:p", { ...vmB, ...checks });
+        await ok.write(new TextEncoder().encode("hi"));
+        await ok.close();
+        expect((await lines.next()).value, `accepted with ${JSON.stringify(checks)}`).toBe("closed 2");
+      }
+    } finally {
+      child.kill("SIGKILL");
+      await child.exited;
+    }
+  });
+
+  test("a VM whose owner is unknown still gets a check: root's or our own socket only", async () => {
+    const { hostTargetOf } = await import("../../lib/host/resolve-vm.ts");
+    const { SocketChannel } = await import("../../lib/host/socket-channel.ts");
+    const vm: HostVm = {
+      name: "u", pid: 4_000_001, uuid: null, owner: null, sources: ["cmdline"], qmp: [], startedPaused: false, running: null,
+      ports: [hostPort({ kind: "serial", name: "p", backend: "unix", mode: "connect", path: "/x" })],
+    };
+    const t = hostTargetOf(vm, vm.ports[0]!, { warn: () => {}, euid: 1000, procRoot: "/nonexistent" });
+    expect([t.peerUids, t.peerPid], `what I saw: ${JSON.stringify(t)}`).toEqual([[0, 1000], 4_000_001]);
+    const dir = shortDir();
+    chownSync(dir, 65534, 65534);
+    const path = join(dir, "u.sock");
+    const { child, lines } = nobodyServer(path);
+    try {
+      expect((await lines.next()).value).toBe("ready");
+      const err = await SocketChannel.connect(path, "u:p", { ...t, lingerMs: 0 }).catch((e) => e);
+      expect([err.code, err.message], `what I saw: ${err}`).toEqual([
+        ExitCode.untrusted,
+        `refusing "u:p": the socket at ${path} was made by pid ${child.pid} (uid 65534), not by the VM's user or root`,
+      ]);
+      expect((await lines.next()).value).toBe("closed 0");
+    } finally {
+      child.kill("SIGKILL");
+      await child.exited;
+    }
+  });
+});
+
+describe("vmchan console checks its connection as VM:NAME does", () => {
+  const vmWith = (path: string, owner: { uid: number; user: string | null }): HostVm => ({
+    name: "c", pid: 4_000_002, uuid: null, owner, sources: ["cmdline"], qmp: [], startedPaused: false, running: null,
+    ports: [hostPort({ kind: "console", name: "con0", backend: "unix", mode: "connect", path })],
+  });
+
+  test("a VM's console socket another user made is refused before a byte is written; a VM's first console too", async () => {
+    const { resolveConsoleTarget } = await import("../../lib/console/target.ts");
+    const { connectConsole } = await import("../../lib/console/console.ts");
+    const dir = shortDir();
+    chownSync(dir, 65534, 65534);
+    const path = join(dir, "c.sock");
+    const { child, lines } = nobodyServer(path);
+    try {
+      expect((await lines.next()).value).toBe("ready");
+      const d: HostDiscovery = { vms: [vmWith(path, { uid: 0, user: "root" })], notes: [] };
+      const fake = { discover: async () => d, procRoot: "/nonexistent", euid: 0, warn: () => {} };
+      const { hostTargetOf } = await import("../../lib/host/resolve-vm.ts");
+      // The VM alone (its first console) and VM:NAME (through the resolver).
+      const targets = [
+        await resolveConsoleTarget("c", { ...fake, resolveVmPort: async () => { throw new Error("unused"); } }),
+        await resolveConsoleTarget("c:con0", { ...fake, resolveVmPort: async () => hostTargetOf(d.vms[0]!, d.vms[0]!.ports[0]!, fake) }),
+      ];
+      for (const target of targets) {
+        const err = await connectConsole(target, 0).catch((e) => e);
+        expect([err.code, err.message], `target ${JSON.stringify(target)}: what I saw: ${err}`).toEqual([
+          ExitCode.untrusted,
+          `refusing "${target.label}": the socket at ${path} was made by pid ${child.pid} (uid 65534), not by the VM's user or root`,
+        ]);
+        expect((await lines.next()).value).toBe("closed 0");
+      }
+      // unix:PATH is the user's own choice: it connects.
+      const direct = await resolveConsoleTarget(`unix:${path}`, fake);
+      const ch = await connectConsole(direct, 0);
+      await ch.write(new TextEncoder().encode("x"));
+      await ch.close();
+      expect((await lines.next()).value).toBe("closed 1");
+    } finally {
+      child.kill("SIGKILL");
+      await child.exited;
+    }
+  });
+
+  test("a VM's first console warns when the VM runs as another ordinary user, as VM:NAME does", async () => {
+    const { resolveConsoleTarget } = await import("../../lib/console/target.ts");
+    const warnings: string[] = [];
+    const d: HostDiscovery = { vms: [vmWith("/run/none.sock", { uid: 1234, user: "mallory" })], notes: [] };
+    const t = await resolveConsoleTarget("c", {
+      discover: async () => d, procRoot: "/nonexistent", euid: 1000, warn: (l) => warnings.push(l),
+      resolveVmPort: async () => { throw new Error("unused"); },
+    });
+    expect(warnings, `what I saw: ${JSON.stringify(warnings)}`).toEqual([
+      'VM "c" (pid 4000002) runs as user "mallory" (uid 1234), not as you, root or a QEMU service account: any process of that user could pose as it',
+    ]);
+    expect(t.kind === "unix" && t.checks).toMatchObject({ peerUids: [1234, 0], peerPid: 4_000_002, held: null });
+  });
 });
 
 describe("matching sock_diag's file to stat's", () => {
-  test("device and inode must agree; on an anonymous device (btrfs subvolume, overlayfs) the inode alone", async () => {
+  test("device and inode must agree; only on btrfs and overlayfs (by statfs) the inode alone", async () => {
     const { sameSocketFile } = await import("../../lib/host/proc-sockets.ts");
     const ext4 = (254 << 8) | 1;
-    const btrfsSubvol = 0x2f; // major 0, minor 47
-    expect([
-      sameSocketFile({ dev: ext4, ino: 99 }, { dev: ext4, ino: 99 }),
-      sameSocketFile({ dev: ext4, ino: 99 }, { dev: ext4, ino: 2 ** 32 + 99 }), // sock_diag has the low 32 bits
-      sameSocketFile({ dev: ext4, ino: 99 }, { dev: ext4, ino: 100 }),
-      sameSocketFile({ dev: ext4, ino: 99 }, { dev: (8 << 8) | 2, ino: 99 }), // same inode number, another disk
-      sameSocketFile({ dev: ext4, ino: 99 }, { dev: btrfsSubvol, ino: 99 }),
-      sameSocketFile({ dev: ext4, ino: 99 }, { dev: btrfsSubvol, ino: 98 }),
-      sameSocketFile(null, { dev: ext4, ino: 99 }),
-    ]).toEqual([true, true, false, false, true, false, false]);
+    const anon = 0x2f; // major 0, minor 47: a btrfs subvolume, an overlayfs, but also any tmpfs
+    const file = (dev: number, ino: number | bigint, inodeOnly = false) => ({ dev, ino, inodeOnly });
+    const seen = [
+      sameSocketFile({ dev: ext4, ino: 99 }, file(ext4, 99)),
+      sameSocketFile({ dev: ext4, ino: 99 }, file(ext4, 2 ** 32 + 99)), // sock_diag has the low 32 bits
+      sameSocketFile({ dev: ext4, ino: 99 }, file(ext4, 2n ** 60n + 99n)), // overlayfs xino: past 2^53, exact as a bigint
+      sameSocketFile({ dev: ext4, ino: 99 }, file(ext4, 2n ** 60n + 100n)),
+      sameSocketFile({ dev: ext4, ino: 99 }, file(ext4, 100)),
+      sameSocketFile({ dev: ext4, ino: 99 }, file((8 << 8) | 2, 99)), // same inode number, another disk
+      sameSocketFile({ dev: ext4, ino: 99 }, file(anon, 99, true)), // btrfs/overlayfs by statfs
+      sameSocketFile({ dev: ext4, ino: 99 }, file(anon, 98, true)),
+      sameSocketFile({ dev: ext4, ino: 99 }, file(anon, 99)), // tmpfs (anonymous device, not btrfs/overlayfs): exact
+      sameSocketFile({ dev: 0x30, ino: 99 }, file(anon, 99)), // another tmpfs with an inode churned to match
+      sameSocketFile(null, file(ext4, 99)),
+    ];
+    expect(seen, `what I saw: ${JSON.stringify(seen)}`).toEqual([true, true, true, false, false, false, true, false, false, false, false]);
+  });
+
+  test("a socket file on a tmpfs mounted over the directory, inode churned to match, is not the VM's", async () => {
+    const { socketFileAt, sameSocketFile } = await import("../../lib/host/proc-sockets.ts");
+    // A real tmpfs (anonymous device, major 0): statfs says tmpfs, so the device must match exactly.
+    const base = mkdtempSync("/dev/shm/vt");
+    dirs.push(base);
+    const path = join(base, "t.sock");
+    listen(path);
+    const f = socketFileAt(path)!;
+    const st = require("node:fs").statSync(path);
+    expect([Math.floor(f.dev / 256) % 4096, f.inodeOnly, f.ino], `what I saw: ${JSON.stringify({ ...f, ino: String(f.ino) })}`).toEqual([0, false, BigInt(st.ino)]);
+    const listener = dumpUnixSockets().find((s) => s.path === path && s.state === "listen")!;
+    expect(sameSocketFile(listener.vfs, f), `vfs ${JSON.stringify(listener.vfs)} file dev ${f.dev}`).toBe(true);
+    // The attacker's tmpfs is another anonymous device: the same inode number there is not enough.
+    expect(sameSocketFile({ dev: listener.vfs!.dev + 1, ino: listener.vfs!.ino }, f)).toBe(false);
   });
 });
 
@@ -536,15 +820,157 @@ describe("held state for VM:NAME comes from QEMU's own fds", () => {
       .file("/proc/950/net/unix", text)
       .link("/proc/950/fd/5", "socket:[700]");
     // Asked by path, the text cannot tell the made-up line from a real one.
-    expect(unixSocketHeld("/run/vm/a.sock", join(fx.root, "proc/950/net/unix"))).toBe(true);
+    const byPath = (t: string) => unixSocketHeld("/run/vm/a.sock", tableFromProcText(t, "/proc/950/net/unix"));
+    expect(byPath(text)).toBe(true);
     // VM:NAME looks at the sockets QEMU holds: none is connected.
     const target = await hostTargetResolver({ procRoot: join(fx.root, "proc"), libvirtDirs: [], passwdFile: "/nonexistent", warn: () => {} })("vm5", "p");
-    expect(target).toEqual({ path: "/run/vm/a.sock", held: false, peerUids: [0], peerWho: 'VM "vm5" (pid 950) runs as uid 0' });
+    expect(target).toEqual({ path: "/run/vm/a.sock", held: false, peerUids: [0], peerWho: 'VM "vm5" (pid 950) runs as uid 0', peerPid: 950, peerListeners: [] });
     // The same text with the listener's own inode repeated: unknown, by path and by fd alike (so connecting is not refused).
     const dup = text.replace("424242", "700");
     fx.file("/proc/950/net/unix", dup);
-    expect(unixSocketHeld("/run/vm/a.sock", join(fx.root, "proc/950/net/unix"))).toBeNull();
+    expect(byPath(dup)).toBeNull();
     const again = await hostTargetResolver({ procRoot: join(fx.root, "proc"), libvirtDirs: [], passwdFile: "/nonexistent", warn: () => {} })("vm5", "p");
     expect(again.held).toBeNull();
+  });
+
+  test("held unknown (null) connects anyway: a forged line that makes the path look held does not stop VM:NAME", async () => {
+    const { SocketChannel } = await import("../../lib/host/socket-channel.ts");
+    const dir = shortDir();
+    const path = join(dir, "k.sock");
+    const got: Uint8Array[] = [];
+    const srv = net.createServer((c) => {
+      clients.push(c);
+      c.on("data", (b: Buffer) => got.push(b));
+    });
+    servers.push(srv);
+    await new Promise<void>((r) => srv.listen(path, r));
+    // Make the path look held to a by-path look: a real client connected.
+    const other = net.connect(path);
+    clients.push(other);
+    await until("the first client to be seen", () => (unixSocketHeld(path) ? true : null));
+    // Not asked (undefined): the by-path look refuses.
+    const refused = await SocketChannel.connect(path, "vm:p", { lingerMs: 0 }).catch((e) => e);
+    expect([refused.code, refused.message], `what I saw: ${refused}`).toEqual([ExitCode.busy, `cannot connect to "vm:p": another client already holds ${path}`]);
+    // Unknown (null), as for a VM whose fds a forged line hid: connect, and the bytes arrive.
+    const ch = await SocketChannel.connect(path, "vm:p", { lingerMs: 0, held: null });
+    await ch.write(new TextEncoder().encode("through"));
+    await ch.close();
+    await until("the bytes to arrive", () => (Buffer.concat(got).toString() === "through" ? true : null));
+    // QEMU's own fds say free: connect too.
+    const free = await SocketChannel.connect(path, "vm:p", { lingerMs: 0, held: false });
+    await free.close();
+  });
+});
+
+describe("paths QMP reports are checked after QMP, against QEMU's own sockets", () => {
+  /** A QEMU whose QMP shows one hot-plugged port "org.b" on chardev "hp" leading to `path`. */
+  const qmpShowing = (path: string): QmpConnect => async () => ({
+    close() {},
+    async execute<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+      const answers: Record<string, unknown> = {
+        "query-status": { running: true },
+        "query-chardev": [{ label: "hp", filename: `disconnected:unix:${path},server=on`, "frontend-open": false }],
+        "qom-list": args?.path === "/machine/peripheral" ? [{ name: "hp0", type: "child<virtserialport>" }] : [],
+      };
+      if (command === "qom-get") {
+        const props: Record<string, unknown> = { name: "org.b", chardev: "hp", nr: 1, parent_bus: "/machine/x/virtio-serial0.0" };
+        return props[String(args?.property)] as T;
+      }
+      return answers[command] as T;
+    },
+  });
+  const qemuA = (root: FixtureRoot, withFds: boolean) => {
+    root
+      .file("/proc/970/cmdline", ["qemu-system-x86_64", "-name", "a", "-qmp", "unix:/run/a.qmp,server=on,wait=off", ""].join("\0"))
+      .file("/proc/970/status", "Uid:\t0\t0\t0\t0\n")
+      .file("/proc/970/net/unix", ["Num RefCount Protocol Flags Type St Inode Path", line(103, "01", true, "/run/a.qmp"), ""].join("\n"));
+    if (withFds) root.link("/proc/970/fd/3", "socket:[103]");
+    return root;
+  };
+
+  test("a hot-plugged port whose QMP path is another VM's socket (same owner) is untrusted, and VM:NAME refuses it", async () => {
+    const { discoverHosts } = await import("../../lib/host/discover.ts");
+    const { hostTargetResolver } = await import("../../lib/host/resolve-vm.ts");
+    const dir = shortDir();
+    const other = join(dir, "b.sock"); // VM B's socket: root's, like VM A
+    listen(other);
+    for (const withFds of [true, false]) {
+      fx?.dispose();
+      fx = qemuA(new FixtureRoot(), withFds);
+      const opts = { procRoot: join(fx.root, "proc"), libvirtDirs: [], passwdFile: "/nonexistent", qmpConnect: qmpShowing(other) };
+      const d = await discoverHosts(opts);
+      const port = d.vms[0]!.ports.find((p) => p.name === "org.b");
+      const why = withFds
+        ? `no socket of QEMU's listens on ${other} (it was replaced, or another process made it)`
+        : `${other} was reported by QMP alone, which the VM's QEMU controls, and QEMU's own sockets could not be read to confirm it`;
+      expect([port?.path, port?.untrusted], `what I saw: ${JSON.stringify(d)}`).toEqual([other, why]);
+      expect(d.notes).toContain(`VM "a" (pid 970): port "org.b" is not trusted: ${why}`);
+      const err = await hostTargetResolver({ ...opts, warn: () => {} })("a", "org.b").catch((e) => e);
+      expect([err.code, err.message], `what I saw: ${err}`).toEqual([ExitCode.untrusted, `refusing "a:org.b": ${why}`]);
+    }
+  });
+
+  test("a QMP path that QEMU's own fds show it listening on is trusted", async () => {
+    const { discoverHosts } = await import("../../lib/host/discover.ts");
+    const dir = shortDir();
+    const own = join(dir, "a.sock");
+    listen(own);
+    fx = new FixtureRoot()
+      .file("/proc/971/cmdline", ["qemu-system-x86_64", "-name", "a2", "-qmp", "unix:/run/a.qmp,server=on,wait=off", ""].join("\0"))
+      .file("/proc/971/status", "Uid:\t0\t0\t0\t0\n")
+      .file("/proc/971/net/unix", ["Num RefCount Protocol Flags Type St Inode Path", line(103, "01", true, "/run/a.qmp"), line(104, "01", true, own), ""].join("\n"))
+      .link("/proc/971/fd/3", "socket:[103]")
+      .link("/proc/971/fd/4", "socket:[104]");
+    const d = await discoverHosts({ procRoot: join(fx.root, "proc"), libvirtDirs: [], passwdFile: "/nonexistent", qmpConnect: qmpShowing(own) });
+    const port = d.vms[0]!.ports.find((p) => p.name === "org.b");
+    expect([port?.path, port?.untrusted ?? null], `what I saw: ${JSON.stringify(d)}`).toEqual([own, null]);
+  });
+});
+
+describe("without sock_diag, /proc/PID/net/unix is read once per network namespace", () => {
+  test("two QEMUs in one namespace share the parsed table; another namespace is read on its own", async () => {
+    const text = (inode: number, path: string) => ["Num RefCount Protocol Flags Type St Inode Path", line(inode, "01", true, path), ""].join("\n");
+    const vm = (pid: number) => ["qemu-system-x86_64", "-name", `v${pid}`, "-chardev", `socket,id=c,path=/run/v${pid}.sock,server=on`, "-device", "virtserialport,chardev=c,name=p", ""].join("\0");
+    fx = new FixtureRoot()
+      .file("/proc/981/cmdline", vm(981)).link("/proc/981/ns/net", "net:[4026531840]").link("/proc/981/fd/3", "socket:[301]")
+      .file("/proc/982/cmdline", vm(982)).link("/proc/982/ns/net", "net:[4026531840]").link("/proc/982/fd/3", "socket:[302]")
+      .file("/proc/983/cmdline", vm(983)).link("/proc/983/ns/net", "net:[4026532000]").link("/proc/983/fd/3", "socket:[303]")
+      // The first QEMU's table holds both sockets of the shared namespace; the second's file would say otherwise if it were read.
+      .file("/proc/981/net/unix", ["Num RefCount Protocol Flags Type St Inode Path", line(301, "01", true, "/run/v981.sock"), line(302, "01", true, "/run/v982.sock"), ""].join("\n"))
+      .file("/proc/982/net/unix", text(302, "/run/not-read.sock"))
+      .file("/proc/983/net/unix", text(303, "/run/v983.sock"));
+    const { readProcSockets } = await import("../../lib/host/proc-sockets.ts");
+    const cache = new Map();
+    const paths = [981, 982, 983].map((pid) => [...readProcSockets(join(fx!.root, "proc"), pid, { textCache: cache }).listening]);
+    expect([paths, [...cache.keys()]]).toEqual([[["/run/v981.sock"], ["/run/v982.sock"], ["/run/v983.sock"]], ["net:[4026531840]", "net:[4026532000]"]]);
+  });
+});
+
+describe("one bounded passwd parser", () => {
+  test("names by uid for VM owners and uids by name for autologin come from the same parser; a huge file is not read whole", async () => {
+    const { parsePasswd, readPasswdFile } = await import("../../lib/passwd.ts");
+    const { uidOf, checkAutologin } = await import("../../lib/getty/autologin.ts");
+    const { readPasswd } = await import("../../lib/host/vm-owner.ts");
+    const text = "root:x:0:0::/:/bin/sh\n:x:5:5::/:/bin/sh\nbad:x:notanumber:1::/:/bin/sh\nshort:x\nqemu:x:107:107::/:/bin/false\nqemu2:x:107:107::/:/bin/false\n";
+    expect(parsePasswd(text)).toEqual([{ name: "root", uid: 0 }, { name: "qemu", uid: 107 }, { name: "qemu2", uid: 107 }]);
+    expect([uidOf(text, "qemu2"), uidOf(text, "bad"), uidOf(text, "")]).toEqual([107, null, null]);
+    const dir = shortDir();
+    const small = join(dir, "passwd");
+    require("node:fs").writeFileSync(small, text);
+    expect([...readPasswd(small)]).toEqual([[0, "root"], [107, "qemu"]]); // first entry wins, as getpwuid
+    expect(() => readPasswdFile(small, text.length - 1)).toThrow(`${small} is larger than ${text.length - 1} bytes`);
+    // A passwd file past the bound: owners by uid only (empty map), autologin refuses with one line.
+    const huge = join(dir, "etc/passwd");
+    mkdirSync(dirname(huge), { recursive: true });
+    require("node:fs").writeFileSync(huge, "alice:x:1000:1000::/:/bin/sh\n" + "x".repeat(4 * 1024 * 1024));
+    expect(readPasswd(huge).size).toBe(0);
+    const err = (() => {
+      try {
+        checkAutologin("alice", { root: dir });
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(err?.message, `what I saw: ${err}`).toBe(`cannot check --autologin "alice": cannot read /etc/passwd: ${huge} is larger than 4 MiB`);
   });
 });
