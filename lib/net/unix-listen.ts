@@ -154,8 +154,16 @@ async function removeStaleSocket(path: string, label: string): Promise<void> {
       code: ExitCode.permission,
       hint: "its owner (or root, by hand) may remove it; or choose another path",
     });
-  if (!removeIfSame(path, st) && fs.existsSync(path))
-    throw new VmchanError(`${what}: ${path} changed while it was being replaced`, { code: ExitCode.busy, hint: "try again, or choose another path" });
+  const now = fs.lstatSync(path, { throwIfNoEntry: false });
+  if (!now) return;
+  if (!now.isSocket() || now.dev !== st.dev || now.ino !== st.ino)
+    throw new VmchanError(`${what}: ${path} changed while it was being replaced; it is left alone`, { code: ExitCode.busy, hint: "try again, or choose another path" });
+  try {
+    fs.unlinkSync(path);
+  } catch (err) {
+    if (errnoOf(err) === "ENOENT") return;
+    throw directoryError(err, dirname(path), label);
+  }
 }
 
 /** The error for a directory that cannot hold the socket (missing, not a directory, not writable). */

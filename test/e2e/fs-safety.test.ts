@@ -285,6 +285,26 @@ describe("every way out ends the command's process group and removes the socket 
     }, 60_000);
   }
 
+  test("listen --exec: SIGTERM ends the command and its group and removes the socket", async () => {
+    const sub = fresh("listen-exec");
+    mkdirSync(sub);
+    const sock = join(sub, "l.sock");
+    const pids = join(sub, "pids");
+    const proc = Bun.spawn([VMCHAN, "listen", "-k", "--exec", `sh -c "sleep 1000 & echo $$ $! > ${pids}; wait"`, `unix:${sock}`], { stdout: "ignore", stderr: "pipe" });
+    await waitFor("the socket", () => existsSync(sock));
+    const client = net.connect(sock);
+    client.on("error", () => {});
+    await waitFor("the command's pids", () => existsSync(pids) && readFileSync(pids, "utf8").trim().split(" ").length === 2);
+    const [shell, job] = readFileSync(pids, "utf8").trim().split(" ").map(Number) as [number, number];
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(143);
+    client.destroy();
+    await waitFor("the command to end", () => !alive(shell) && !alive(job), 10_000).catch(() => {});
+    expect(alive(shell), `pid ${shell} survived`).toBe(false);
+    expect(alive(job), `pid ${job} survived`).toBe(false);
+    expect(existsSync(sock)).toBe(false);
+  }, 60_000);
+
   test("a command that ignores SIGTERM is killed after the grace period", async () => {
     const { proc, sock, shell, job, client } = await bridgeWithChild([], true);
     proc.kill("SIGTERM");
@@ -339,6 +359,48 @@ describe("errors are one line with the documented code", () => {
     expect(await new Response(proc.stdout).text()).toBe("107");
     expect(await proc.exited).toBe(0);
     expect(existsSync(path)).toBe(false);
+  });
+
+  test("connecting to a directory, a regular file or through a file: not found, saying what is there", async () => {
+    const file = fresh("notsock");
+    writeFileSync(file, "x");
+    const cases: Array<[string, RegExp]> = [
+      [dir, /is a directory, not a socket/],
+      [file, /is a regular file, not a socket/],
+      [`${file}/s.sock`, /a part of it is not a directory/],
+    ];
+    for (const [path, pattern] of cases)
+      for (const args of [["cat", `unix:${path}`], ["send", `unix:${path}`, "-d", "x"], ["bridge", "--once", `unix:${path}`, "-"]]) {
+        const r = await vmchan(args);
+        expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(ExitCode.notFound);
+        expectOneLine(r.stderr, pattern);
+      }
+    expect(readFileSync(file, "utf8")).toBe("x");
+  });
+
+  test("tcp-listen on a port in use: busy", async () => {
+    const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const r = await vmchan(["bridge", `tcp-listen:127.0.0.1:${taken.port}`, "-"]);
+      expect(r.code, r.stderr).toBe(ExitCode.busy);
+      expectOneLine(r.stderr, /is in use/);
+    } finally {
+      taken.stop(true);
+    }
+  });
+
+  test("a user's own stale socket in a directory that user may not write to: the permission code, and it stays", async () => {
+    const ro = fresh("ro-stale");
+    mkdirSync(ro);
+    chmodSync(ro, 0o755);
+    const path = join(ro, "mine.sock");
+    staleSocket(path);
+    chownSync(path, NOBODY, NOBODY);
+    const r = Bun.spawnSync(["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", VMCHAN, "listen", `unix:${path}`], { stderr: "pipe", stdout: "ignore" });
+    const stderr = r.stderr.toString();
+    expect(r.exitCode, stderr).toBe(ExitCode.permission);
+    expectOneLine(stderr, /permission denied creating a socket in/);
+    expect(lstatSync(path).isSocket()).toBe(true);
   });
 
   test("a missing directory: not found, naming the directory", async () => {
