@@ -46,6 +46,7 @@ export async function listenUnix<T>(path: string, label: string, socket: SocketH
   const tmpSock = join(tmp, "s");
   let dirFd = -1;
   let listener: UnixSocketListener<T> | null = null;
+  let made: fs.Stats;
   try {
     // The temporary name is longer than the path: bind it through /proc when it does not fit.
     let bindPath = tmpSock;
@@ -61,6 +62,8 @@ export async function listenUnix<T>(path: string, label: string, socket: SocketH
     } finally {
       process.umask(mask);
     }
+    // The identity is taken from the private name, before the socket is visible at the path.
+    made = fs.lstatSync(tmpSock);
     try {
       fs.linkSync(tmpSock, path);
     } catch (err) {
@@ -83,7 +86,6 @@ export async function listenUnix<T>(path: string, label: string, socket: SocketH
       // not empty or gone: it is ours and named .vmchan-*, and nothing else is touched
     }
   }
-  const made = fs.lstatSync(path);
   const bound = listener!;
   let closed = false;
   return {
