@@ -17,7 +17,10 @@ export function bridgeCommand(): Command {
         "is there, then the active side (connect, exec) is opened. When either side ends, the other\n" +
         "gets 0.5 s to deliver what is in flight, then both close and the bridge waits for the next\n" +
         "session. TCP peers get a half-close at end of data; VM sockets and ports never do (QEMU\n" +
-        "takes a half-close as a disconnect), they are closed once everything is delivered.\n\n" +
+        "takes a half-close as a disconnect), they are closed once everything is delivered.\n" +
+        "A listener keeps at most 16 clients waiting and closes further ones; unix-listen sockets are\n" +
+        "made and removed as for 'vmchan listen'. exec: commands run in their own process group, which\n" +
+        "is ended with the session and on exit (also SIGTERM, SIGINT, SIGHUP: exit 128 + signal).\n\n" +
         "Examples:\n" +
         "  guest:  vmchan bridge org.example.ssh.0 tcp:127.0.0.1:22\n" +
         "  host:   ssh -o ProxyCommand='vmchan bridge --once - myvm:org.example.ssh.0' user@myvm\n" +

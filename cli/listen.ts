@@ -14,8 +14,10 @@ export function listenCommand(): Command {
     .addHelpText(
       "after",
       "\nIn the guest a session runs from a host connect to its disconnect. On the host, unix:PATH is\n" +
-        "created mode 0600 (a stale socket file is replaced only if nothing listens on it) for a chardev\n" +
-        "in client mode: -chardev socket,id=c0,path=PATH,reconnect=1 (reconnect-ms= on QEMU 9+).\n\n" +
+        "created mode 0600 for a chardev in client mode: -chardev socket,id=c0,path=PATH,reconnect=1\n" +
+        "(reconnect-ms= on QEMU 9+). A socket left at PATH is replaced only if it is this user's and\n" +
+        "nothing listens on it; anything else there is refused and left alone. On exit (also SIGTERM,\n" +
+        "SIGINT, SIGHUP) the socket is removed if PATH still names it, and --exec commands are ended.\n\n" +
         "Examples:\n  guest:  vmchan listen -k --exec 'sh' org.example.shell.0\n  host:   vmchan listen -k unix:/run/vm1-log.sock >> vm1.log\n",
     )
     .action(async (address, opts) => {

@@ -1,4 +1,4 @@
-import { processContext, type Context } from "../lib/context.ts";
+import { checkRoot, processContext, type Context } from "../lib/context.ts";
 import { formatError } from "../lib/errors.ts";
 
 /** Runs a command's lib call with the real process context, then exits with its code (errors: one line). */
@@ -6,6 +6,7 @@ export async function run(body: (ctx: Context) => Promise<number> | number, root
   const ctx = processContext(root);
   let code: number;
   try {
+    checkRoot(root);
     code = await body(ctx);
   } catch (err) {
     const { text, code: errCode } = formatError(err);

@@ -1,9 +1,11 @@
 import { parseAddress } from "./address.ts";
 import { connectorFor } from "./connectors.ts";
 import type { Context } from "./context.ts";
+import { exitOnSignals } from "./exit-cleanup.ts";
 import { sleep } from "./endpoint.ts";
 import { UsageError, VmchanError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
+import { OutputFailed } from "./fd-stream.ts";
 import { pump } from "./relay.ts";
 import type { Connector, Session } from "./session.ts";
 
@@ -33,7 +35,9 @@ export interface SessionStats {
 }
 
 /** Errors after which reconnecting cannot help. */
-const FATAL = new Set<number>([ExitCode.unplugged, ExitCode.permission, ExitCode.usage]);
+const FATAL = new Set<number>([ExitCode.unplugged, ExitCode.permission, ExitCode.usage, ExitCode.brokenPipe]);
+/** Standard output that cannot be written stays so: every later session's bytes would be lost. */
+const fatal = (err: VmchanError) => FATAL.has(err.code) || err instanceof OutputFailed;
 
 /**
  * `bridge A B`: relays both ways, session after session. Passive sides (port, listener) are
@@ -67,7 +71,7 @@ export async function bridge(a: Connector, b: Connector, options: BridgeOptions 
       } catch (err) {
         await sa?.close();
         await sb?.close();
-        if (!(err instanceof VmchanError) || options.once || FATAL.has(err.code)) throw err;
+        if (!(err instanceof VmchanError) || options.once || fatal(err)) throw err;
         if (err.message !== lastError) log(`vmchan: ${err.message}; retrying every ${(maxBackoff / 1000).toFixed(0)} s at most`);
         lastError = err.message;
         await sleep(backoff);
@@ -80,7 +84,7 @@ export async function bridge(a: Connector, b: Connector, options: BridgeOptions 
       const stats = await runSession(sa, sb, options.graceMs ?? 500);
       stats.number = sessions;
       options.onSession?.(stats);
-      if (stats.error && (FATAL.has(stats.error.code) || sessions >= maxSessions)) throw stats.error;
+      if (stats.error && (fatal(stats.error) || sessions >= maxSessions)) throw stats.error;
       if (sessions >= maxSessions) return ExitCode.ok;
       if (stats.error) log(`vmchan: session ${sessions} ended: ${stats.error.message}`);
     }
@@ -160,11 +164,16 @@ export async function bridgeCommand(ctx: Context, textA: string, textB: string, 
   };
   const ca = connectorFor(a, textA, connectorOptions);
   const cb = connectorFor(b, textB, connectorOptions);
-  return bridge(ca, cb, {
-    once: options.once,
-    log,
-    onSession: options.verbose
-      ? (s) => log(`vmchan: session ${s.number}: ${s.forward} bytes ${textA} -> ${textB}, ${s.backward} bytes back${s.error ? ` (${s.error.message})` : ""}`)
-      : undefined,
-  });
+  const restore = exitOnSignals(log);
+  try {
+    return await bridge(ca, cb, {
+      once: options.once,
+      log,
+      onSession: options.verbose
+        ? (s) => log(`vmchan: session ${s.number}: ${s.forward} bytes ${textA} -> ${textB}, ${s.backward} bytes back${s.error ? ` (${s.error.message})` : ""}`)
+        : undefined,
+    });
+  } finally {
+    restore();
+  }
 }

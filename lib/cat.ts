@@ -22,10 +22,11 @@ export interface CatOptions {
 
 /** `vmchan cat PORT`: the port's bytes to stdout until the host session ends (or forever with follow). */
 export async function cat(ctx: Context, address: string, options: CatOptions = {}): Promise<number> {
+  // Checked before the port is read: data taken from it and then dropped would be lost.
+  const out = new FdSink(options.outFd ?? 1, "standard output");
   const channel = await openChannel(address, { ...options, root: ctx.root });
   try {
     if (options.bytes === 0) return ExitCode.ok;
-    const out = new FdSink(options.outFd ?? 1, "standard output");
     // A guest must not drive the host's terminal: escape controls unless asked not to.
     await pump(channel, ctx.isTTY && !options.raw ? escapingSink(out) : out, { limit: options.bytes });
     return ExitCode.ok;

@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
-import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
+import type { Socket, TCPSocketListener } from "bun";
 import type { Address } from "./address.ts";
-import { CHUNK_SIZE, type Sink } from "./endpoint.ts";
+import { CHUNK_SIZE, type Sink, sleep } from "./endpoint.ts";
 import { escapingSink } from "./escape.ts";
 import { FdSink, FdSource } from "./fd-stream.ts";
 import { errnoOf, VmchanError } from "./errors.ts";
@@ -11,6 +11,8 @@ import { resolveGuestPort } from "./guest/resolve.ts";
 import { connectError, SocketChannel } from "./host/socket-channel.ts";
 import { SocketStream } from "./net/socket-stream.ts";
 import { childEnv } from "./runtime-env.ts";
+import { checkUnixPath, listenError, listenUnix, type UnixListening } from "./net/unix-listen.ts";
+import { CHILD_GRACE_MS, onExit, signalGroup, trackGroup } from "./exit-cleanup.ts";
 import type { Connector, Session } from "./session.ts";
 
 export interface ConnectorOptions extends PortOptions {
@@ -30,6 +32,7 @@ export function connectorFor(addr: Address, label: string, options: ConnectorOpt
     case "port":
       return new PortConnector(addr.spec, label, addr.anyDevice ? { ...options, anyDevice: true } : options, options.log ?? (() => {}), options.events ?? (() => {}));
     case "unix":
+      checkUnixPath(addr.path, label, "connect to");
       return activeConnector(label, () => SocketChannel.connect(addr.path, label, { lingerMs: options.lingerMs }));
     case "vm-port":
       return activeConnector(label, async () => {
@@ -40,9 +43,9 @@ export function connectorFor(addr: Address, label: string, options: ConnectorOpt
       return activeConnector(label, () => tcpConnect(addr.host, addr.port, label));
     case "unix-listen":
     case "tcp-listen":
-      return new ListenConnector(addr, label, options.log ?? (() => {}));
+      return new ListenConnector(addr, label, options.log ?? (() => {}), options.events ?? (() => {}));
     case "exec":
-      return activeConnector(label, async () => spawnSession(addr.argv, label));
+      return { ...activeConnector(label, async () => spawnSession(addr.argv, label)), prepare: () => checkCommand(addr.argv) };
     case "stdio":
       return new StdioConnector(options.escapeOutput ?? false);
   }
@@ -183,50 +186,64 @@ class StdioConnector implements Connector {
   close(): void {}
 }
 
-/** A listening socket: one session per accepted client, one at a time; later ones wait, and are told so. */
+/**
+ * Clients that may wait while a session runs; more are accepted and closed at once, so a flood of
+ * connections cannot use up descriptors or memory (a waiting client holds one descriptor, no buffer).
+ */
+export const MAX_WAITING_CLIENTS = 16;
+
+/**
+ * A listening socket: one session per accepted client, one at a time; up to MAX_WAITING_CLIENTS
+ * later ones wait (and are told so), the rest are closed when accepted.
+ */
 class ListenConnector implements Connector {
   readonly passive = true;
-  private listener: UnixSocketListener<SocketStream> | TCPSocketListener<SocketStream> | null = null;
-  private readonly waiting: SocketStream[] = [];
+  private listener: UnixListening<SocketStream> | TCPSocketListener<SocketStream> | null = null;
+  private readonly waiting: Array<{ stream: SocketStream; socket: Socket<SocketStream> }> = [];
   private wake: (() => void) | null = null;
   private active = false;
+  private refused = 0;
+  private unregister: (() => void) | null = null;
 
   constructor(
     private readonly addr: Extract<Address, { kind: "unix-listen" | "tcp-listen" }>,
     readonly label: string,
     private readonly log: (line: string) => void,
+    private readonly events: (line: string) => void,
   ) {}
 
   prepare(): Promise<void> {
     return this.listen();
   }
 
+  private accept(socket: Socket<SocketStream>): void {
+    const stream = new SocketStream(`${this.label} client`, this.addr.kind === "unix-listen" ? { finish: "linger" } : { finish: "half-close" });
+    socket.data = stream;
+    // Clients that left while waiting do not count.
+    for (let i = this.waiting.length - 1; i >= 0; i--) if (this.waiting[i]!.stream.abandoned) this.waiting.splice(i, 1);
+    if (this.waiting.length >= MAX_WAITING_CLIENTS) {
+      if (this.refused++ === 0)
+        this.events(`vmchan: ${this.label}: ${MAX_WAITING_CLIENTS} clients already waiting; closing new connections until one is served`);
+      socket.terminate();
+      return;
+    }
+    // Not read until served (attach then): what it sends waits in the kernel, which bounds it.
+    socket.pause();
+    this.waiting.push({ stream, socket });
+    if (this.active) this.log(`vmchan: another client is waiting on ${this.label}; it is served when the current one ends`);
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
   /** Starts listening (at the first open, or earlier to fail fast). */
   async listen(): Promise<void> {
     if (this.listener) return;
-    const handlers = {
-      ...SocketStream.handlers,
-      open: (socket: Socket<SocketStream>) => {
-        const stream = new SocketStream(`${this.label} client`, this.addr.kind === "unix-listen" ? { finish: "linger" } : { finish: "half-close" });
-        socket.data = stream.attach(socket);
-        this.waiting.push(stream);
-        if (this.active) this.log(`vmchan: another client is waiting on ${this.label}; it is served when the current one ends`);
-        const w = this.wake;
-        this.wake = null;
-        w?.();
-      },
-    };
+    const handlers = { ...SocketStream.handlers, open: (socket: Socket<SocketStream>) => this.accept(socket) };
     if (this.addr.kind === "unix-listen") {
-      const path = this.addr.path;
-      await removeStaleSocket(path, this.label);
-      const mask = process.umask(0o177); // the socket is created 0600: only its owner may connect
-      try {
-        this.listener = Bun.listen<SocketStream>({ unix: path, allowHalfOpen: true, socket: handlers });
-      } catch (err) {
-        throw listenError(err, path, this.label);
-      } finally {
-        process.umask(mask);
-      }
+      this.listener = await listenUnix<SocketStream>(this.addr.path, this.label, handlers);
+      // Removed however the process ends (SIGTERM, SIGINT, SIGHUP, an error).
+      this.unregister = onExit(() => this.close());
     } else {
       try {
         this.listener = Bun.listen<SocketStream>({ hostname: this.addr.host, port: this.addr.port, allowHalfOpen: true, socket: handlers });
@@ -240,9 +257,16 @@ class ListenConnector implements Connector {
     await this.listen();
     this.active = false;
     for (;;) {
-      const next = this.waiting.shift();
-      if (next) {
-        if (next.abandoned) continue;
+      const entry = this.waiting.shift();
+      if (entry) {
+        const next = entry.stream;
+        if (next.abandoned) {
+          entry.socket.terminate();
+          continue;
+        }
+        next.attach(entry.socket);
+        if (this.refused > 0) this.events(`vmchan: ${this.label}: closed ${this.refused} connection(s) that found the waiting queue full`);
+        this.refused = 0;
         this.active = true;
         const session = socketSession(next);
         const close = session.close.bind(session);
@@ -257,53 +281,79 @@ class ListenConnector implements Connector {
   }
 
   close(): void {
-    this.listener?.stop(true);
-    if (this.addr.kind === "unix-listen") fs.rmSync(this.addr.path, { force: true });
+    const l = this.listener;
+    this.listener = null;
+    this.unregister?.();
+    this.unregister = null;
+    for (const w of this.waiting.splice(0)) w.socket.terminate();
+    if (!l) return;
+    if ("close" in l) l.close();
+    else l.stop(true);
   }
 }
 
-/** A socket file left by a dead process is replaced; one something still listens on is not. */
-async function removeStaleSocket(path: string, label: string): Promise<void> {
+/**
+ * Checks before the first session that `argv[0]` can be run: a missing or non-executable command
+ * is an error at once (not a retry loop while clients come and go).
+ */
+export function checkCommand(argv: string[]): void {
+  const name = argv[0] ?? "";
+  const path = name.includes("/") ? name : Bun.which(name);
+  if (!path)
+    throw new VmchanError(`cannot run "${name}": command not found`, { code: ExitCode.notFound, hint: "give its full path, or check PATH" });
   let st: fs.Stats;
   try {
-    st = fs.lstatSync(path);
-  } catch {
-    return;
+    st = fs.statSync(path);
+  } catch (err) {
+    throw spawnError(err, name);
   }
-  if (!st.isSocket())
-    throw new VmchanError(`cannot listen on "${label}": ${path} exists and is not a socket`, { code: ExitCode.usage, hint: "choose another path" });
-  const alive = await Bun.connect({ unix: path, socket: { data() {} } }).then(
-    (s) => (s.terminate(), true),
-    () => false,
-  );
-  if (alive)
-    throw new VmchanError(`cannot listen on "${label}": another process listens on ${path}`, {
-      code: ExitCode.busy,
-      hint: "stop it, or choose another path",
-    });
-  fs.rmSync(path, { force: true });
+  if (st.isDirectory()) throw new VmchanError(`cannot run "${name}": ${path} is a directory`, { code: ExitCode.permission, hint: "name a program" });
+  try {
+    fs.accessSync(path, fs.constants.X_OK);
+  } catch (err) {
+    throw spawnError(err, name);
+  }
 }
 
-function listenError(err: unknown, where: string, label: string): VmchanError {
-  const code = errnoOf(err);
-  if (code === "EADDRINUSE") return new VmchanError(`cannot listen on "${label}": ${where} is in use`, { code: ExitCode.busy });
-  if (code === "EACCES" || code === "EPERM") return new VmchanError(`cannot listen on "${label}": permission denied`, { code: ExitCode.permission });
-  return new VmchanError(`cannot listen on "${label}": ${(err as Error).message}`, { cause: err });
+function spawnError(err: unknown, name: string): VmchanError {
+  switch (errnoOf(err)) {
+    case "ENOENT":
+    case "ENOTDIR":
+      return new VmchanError(`cannot run "${name}": command not found`, { code: ExitCode.notFound, hint: "give its full path, or check PATH" });
+    case "EACCES":
+    case "EPERM":
+      return new VmchanError(`cannot run "${name}": permission denied (not executable by this user)`, {
+        code: ExitCode.permission,
+        hint: "check its mode (chmod +x) and the directories above it",
+      });
+    case "ENOEXEC":
+      return new VmchanError(`cannot run "${name}": not a program this system can run`, { code: ExitCode.permission, hint: "a script needs a #! line" });
+    default:
+      return new VmchanError(`cannot run "${name}": ${(err as Error).message ?? String(err)}`, { cause: err });
+  }
 }
 
-/** Runs a command with its stdin and stdout as the session (`exec:` and `listen --exec`). */
+/** After its stdin is closed, how long a command may take to exit before its process group gets SIGTERM (then SIGKILL). */
+const EXIT_GRACE_MS = 2000;
+
+/**
+ * Runs a command with its stdin and stdout as the session (`exec:` and `listen --exec`). It runs in
+ * its own session and process group (setsid), which is ended when the session closes and on every
+ * way vmchan exits (see exit-cleanup.ts), so nothing it started outlives the bridge.
+ */
 export function spawnSession(argv: string[], label: string): Session {
   let proc: ReturnType<typeof Bun.spawn<"pipe", "pipe", "inherit">>;
   try {
-    proc = Bun.spawn(argv, { stdin: "pipe", stdout: "pipe", stderr: "inherit", env: childEnv() });
+    proc = Bun.spawn(argv, { stdin: "pipe", stdout: "pipe", stderr: "inherit", env: childEnv(), detached: true });
   } catch (err) {
-    throw new VmchanError(`cannot run "${argv[0]}": ${errnoOf(err) === "ENOENT" ? "command not found" : (err as Error).message}`, {
-      code: ExitCode.notFound,
-    });
+    throw spawnError(err, argv[0] ?? "");
   }
+  const running = () => proc.exitCode === null && proc.signalCode === null;
+  const untrack = trackGroup(proc.pid, running);
   const reader = proc.stdout.getReader();
   let interrupted: (() => void) | null = null;
   let stdinOpen = true;
+  const exitedWithin = (ms: number) => Promise.race([proc.exited.then(() => true), sleep(ms).then(() => false)]);
   return {
     label,
     endsSession: true,
@@ -344,8 +394,14 @@ export function spawnSession(argv: string[], label: string): Session {
           // already exited
         }
       }
-      const exited = await Promise.race([proc.exited, Bun.sleep(2000).then(() => null)]);
-      if (exited === null) proc.kill("SIGTERM");
+      if (running() && !(await exitedWithin(EXIT_GRACE_MS))) {
+        signalGroup(proc.pid, "SIGTERM");
+        if (!(await exitedWithin(CHILD_GRACE_MS))) signalGroup(proc.pid, "SIGKILL");
+        await exitedWithin(CHILD_GRACE_MS);
+      }
+      // What the command left running in its group (a background job) ends with the session.
+      signalGroup(proc.pid, "SIGKILL");
+      untrack();
     },
   };
 }

@@ -36,12 +36,39 @@ export class FdSource implements Source {
   }
 }
 
+/**
+ * Whether standard descriptor `fd` was closed when vmchan started (`>&-`). The runtime then puts
+ * /dev/null there, opened close-on-exec, which no descriptor inherited from a shell ever is; so
+ * writes would "succeed" into nothing. Only /proc can tell; without it the answer is false.
+ */
+export function closedAtStart(fd: number): boolean {
+  if (fd < 0 || fd > 2) return false;
+  try {
+    if (fs.readlinkSync(`/proc/self/fd/${fd}`) !== "/dev/null") return false;
+    const flags = /^flags:\s+([0-7]+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"))?.[1];
+    return flags !== undefined && (Number.parseInt(flags, 8) & 0o2000000) !== 0;
+  } catch {
+    return false;
+  }
+}
+
+/** The error for output that cannot be delivered at all (closed, full, failing): never retried, never success. */
+export class OutputFailed extends VmchanError {
+  constructor(label: string, cause: string, err?: unknown) {
+    super(`cannot write ${label}: ${cause}`, { code: ExitCode.failure, hint: "give vmchan somewhere to write: a file, a pipe, or /dev/null", cause: err });
+    this.name = "OutputFailed";
+  }
+}
+
 /** Writes every byte to a file descriptor (stdout, a file), handling partial writes and EAGAIN. */
 export class FdSink implements Sink {
+  /** Throws OutputFailed at once when `fd` is a standard descriptor that was closed at start (see closedAtStart). */
   constructor(
     private readonly fd: number,
     private readonly label: string,
-  ) {}
+  ) {
+    if (closedAtStart(fd)) throw new OutputFailed(label, "it was closed when vmchan started");
+  }
 
   async write(chunk: Uint8Array): Promise<void> {
     let off = 0;
@@ -53,7 +80,8 @@ export class FdSink implements Sink {
       } catch (err) {
         const code = errnoOf(err);
         if (code === "EPIPE") throw new OutputClosed(this.label);
-        if (code !== "EAGAIN") throw new VmchanError(`cannot write ${this.label}: ${(err as Error).message}`, { cause: err });
+        if (code === "EBADF") throw new OutputFailed(this.label, `it is closed (EBADF) after ${off} bytes of this chunk`, err);
+        if (code !== "EAGAIN") throw new OutputFailed(this.label, (err as Error).message, err);
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 20);
       }

@@ -2,6 +2,7 @@ import { parseAddress, splitArgv } from "./address.ts";
 import { bridge } from "./bridge.ts";
 import { connectorFor } from "./connectors.ts";
 import type { Context } from "./context.ts";
+import { exitOnSignals } from "./exit-cleanup.ts";
 import { UsageError } from "./errors.ts";
 
 export interface ListenOptions {
@@ -31,9 +32,14 @@ export async function listen(ctx: Context, text: string, options: ListenOptions 
   const peer = options.exec
     ? connectorFor({ kind: "exec", argv: splitArgv(options.exec) }, options.exec, { log })
     : connectorFor({ kind: "stdio" }, "stdio", { log, escapeOutput: ctx.isTTY && !options.raw });
-  return bridge(server, peer, {
-    maxSessions: options.keep ? Number.POSITIVE_INFINITY : 1,
-    log,
-    onSession: options.verbose ? (s) => log(`vmchan: session ${s.number} ended: ${s.forward} bytes in, ${s.backward} out`) : undefined,
-  });
+  const restore = exitOnSignals(log);
+  try {
+    return await bridge(server, peer, {
+      maxSessions: options.keep ? Number.POSITIVE_INFINITY : 1,
+      log,
+      onSession: options.verbose ? (s) => log(`vmchan: session ${s.number} ended: ${s.forward} bytes in, ${s.backward} out`) : undefined,
+    });
+  } finally {
+    restore();
+  }
 }

@@ -1,3 +1,4 @@
+import { type Stats, statSync } from "node:fs";
 import { errnoOf, VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
 import { SocketStream } from "../net/socket-stream.ts";
@@ -109,6 +110,8 @@ function _reachedListener(fd: number, listeners: readonly ListenerOf[]): boolean
 /** The error for a failed connect to a unix or TCP address. */
 export function connectError(err: unknown, where: string, label: string): VmchanError {
   const what = `cannot connect to "${label}"`;
+  const kind = notASocket(where);
+  if (kind) return new VmchanError(`${what}: ${where} ${kind}`, { code: ExitCode.notFound, hint: "give the path of a unix socket" });
   switch (errnoOf(err)) {
     case "ENOENT":
       return new VmchanError(`${what}: no socket at ${where}`, { code: ExitCode.notFound, hint: "is the VM running? see 'vmchan ports list'" });
@@ -136,4 +139,18 @@ export function connectError(err: unknown, where: string, label: string): Vmchan
       return new VmchanError(`${what}: ${message}${code && !message.includes(code) ? ` (${code})` : ""}`, { cause: err });
     }
   }
+}
+
+/** Why a path is no socket ("is a directory, not a socket"), or null for a socket, a missing path or a TCP address. */
+function notASocket(where: string): string | null {
+  if (!where.startsWith("/") && !where.startsWith(".")) return null;
+  let st: Stats;
+  try {
+    st = statSync(where);
+  } catch (err) {
+    return errnoOf(err) === "ENOTDIR" ? "does not exist: a part of it is not a directory" : null;
+  }
+  if (st.isSocket()) return null;
+  const kind = st.isDirectory() ? "a directory" : st.isFile() ? "a regular file" : st.isFIFO() ? "a fifo" : "a device or other file";
+  return `is ${kind}, not a socket`;
 }

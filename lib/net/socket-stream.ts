@@ -50,7 +50,8 @@ export class SocketStream implements Endpoint {
   private stopReading = false;
   /** The socket's fd when we do the I/O ourselves; -1 when Bun gives none (then Bun's callbacks are used). */
   private fd = -1;
-  private readonly buf = new Uint8Array(CHUNK_SIZE);
+  /** Allocated at attach: a client still waiting to be served costs no buffer. */
+  private buf = new Uint8Array(0);
   private readonly wakers = new Set<() => void>();
   private waiting = 0;
 
@@ -78,6 +79,7 @@ export class SocketStream implements Endpoint {
       // SIGIO only while someone waits (see idle): a busy socket would otherwise signal every packet.
       enableSigio(fd, { async: false });
       this.fd = fd;
+      this.buf = new Uint8Array(CHUNK_SIZE);
     }
     return this;
   }

@@ -104,12 +104,23 @@ describe("faults", () => {
   test("100 connect/disconnect cycles against listen -k: every cycle's bytes arrive in order, no fd leaks", async () => {
     const sock = join(dir, "listen.sock");
     const proc = Bun.spawn([VMCHAN, "listen", "-k", `unix:${sock}`], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-    const output = new Response(proc.stdout).arrayBuffer();
+    // Read as it comes, so clients can be paced: listen keeps at most MAX_WAITING_CLIENTS waiting and closes the rest.
+    const got: Buffer[] = [];
+    let received = 0;
+    const output = (async () => {
+      for await (const chunk of proc.stdout) {
+        got.push(Buffer.from(chunk));
+        received += chunk.byteLength;
+      }
+      return Buffer.concat(got);
+    })();
     const expected = createHash("sha256");
     try {
       await waitListening(sock);
       let fdsAfterFirst = 0;
       for (let i = 0; i < 100; i++) {
+        // A few clients may wait while one is served; more would be refused (see the flood test).
+        for (const until = Date.now() + 30_000; received < (i - 4) * 1024 && Date.now() < until; ) await Bun.sleep(5);
         const data = randomBytes(1024, 1000 + i);
         expected.update(data);
         const s = await connect(sock);
@@ -118,12 +129,14 @@ describe("faults", () => {
         if (i === 9) fdsAfterFirst = await settledFdCount(proc.pid);
       }
       expect(proc.exitCode).toBeNull();
+      // The last clients may still be waiting their turn: SIGTERM only once every byte is out.
+      for (const until = Date.now() + 30_000; received < 100 * 1024 && Date.now() < until; ) await Bun.sleep(10);
       await expectFdsBackTo(proc.pid, fdsAfterFirst);
     } finally {
       proc.kill("SIGTERM");
       await proc.exited;
     }
-    const out = Buffer.from(await output);
+    const out = await output;
     expect(out.length, `listen's stderr: ${await new Response(proc.stderr).text()}`).toBe(100 * 1024);
     expect(sha256(out)).toBe(expected.digest("hex"));
   }, 120_000);
@@ -225,6 +238,79 @@ describe("faults", () => {
       await proc.exited;
     }
   }, 120_000);
+
+  test("a flood of 3000 TCP connection attempts while a session runs: descriptors stay bounded, extras are closed, the session and a waiting client are served", async () => {
+    const echo = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      allowHalfOpen: true,
+      socket: { data: (s, d) => void s.write(d), end: (s) => void s.end() },
+    });
+    const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = probe.port;
+    probe.stop(true);
+    const proc = Bun.spawn([VMCHAN, "bridge", "-v", `tcp-listen:127.0.0.1:${port}`, `tcp:127.0.0.1:${echo.port}`], { stdout: "ignore", stderr: "pipe" });
+    const stderrText = new Response(proc.stderr).text();
+    const tcp = () =>
+      new Promise<net.Socket>((resolve, reject) => {
+        const s = net.connect(port, "127.0.0.1");
+        s.once("connect", () => resolve(s));
+        s.once("error", reject);
+      });
+    const flood: net.Socket[] = [];
+    try {
+      let active!: net.Socket;
+      for (const until = Date.now() + 20_000; ; ) {
+        try {
+          active = await tcp();
+          break;
+        } catch (err) {
+          if (Date.now() > until) throw err;
+          await Bun.sleep(50);
+        }
+      }
+      expect((await roundTrip(active, Buffer.from("first session"))).toString()).toBe("first session");
+      const session = await tcp(); // the session that stays active during the flood
+      session.on("error", () => {});
+      const waiter = await tcp(); // waits behind it, and must be served later
+      const before = await settledFdCount(proc.pid);
+      let closedByServer = 0;
+      let peakFds = before;
+      const failures = new Map<string, number>();
+      for (let batch = 0; batch < 30; batch++) {
+        const opened = await Promise.allSettled(Array.from({ length: 100 }, () => tcp()));
+        for (const r of opened)
+          if (r.status === "fulfilled") {
+            r.value.on("error", () => {});
+            r.value.on("close", () => closedByServer++);
+            flood.push(r.value);
+          } else {
+            const code = (r.reason as { code?: string }).code ?? String(r.reason);
+            failures.set(code, (failures.get(code) ?? 0) + 1);
+          }
+        peakFds = Math.max(peakFds, fdCount(proc.pid));
+      }
+      peakFds = Math.max(peakFds, await settledFdCount(proc.pid));
+      console.log(
+        `flood: ${flood.length} of 3000 connected (failed: ${JSON.stringify(Object.fromEntries(failures))}), vmchan fds ${before} before, peak ${peakFds}, ${closedByServer} closed by vmchan`,
+      );
+      expect(flood.length, "almost no connection got through: the flood did not happen").toBeGreaterThan(200);
+      // 16 waiting at most, plus a few the runtime opens lazily; unbounded queueing held one per connection.
+      expect(peakFds - before, `descriptors grew from ${before} to ${peakFds} during ${flood.length} connections`).toBeLessThan(40);
+      for (const until = Date.now() + 20_000; closedByServer < flood.length - 20 && Date.now() < until; ) await Bun.sleep(50);
+      expect(closedByServer, `only ${closedByServer} of ${flood.length} extra connections were closed`).toBeGreaterThanOrEqual(flood.length - 20);
+      expect(proc.exitCode).toBeNull();
+      // The session still works, and the client that waited before the flood is served after it.
+      expect((await roundTrip(session, Buffer.from("during"))).toString()).toBe("during");
+      expect((await roundTrip(waiter, Buffer.from("after"))).toString()).toBe("after");
+    } finally {
+      for (const s of flood) s.destroy();
+      proc.kill("SIGTERM");
+      await proc.exited;
+      echo.stop(true);
+    }
+    expect(await stderrText).toContain("clients already waiting; closing new connections until one is served");
+  }, 180_000);
 
   test("a terminal gets control characters from the peer escaped, unless --raw", async () => {
     const sock = join(dir, "tty.sock");

@@ -1,4 +1,5 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { dumpUnixSockets } from "../../lib/sys/sock-diag.ts";
 
 /**
  * A process's resident memory now and at its peak, in bytes (VmRSS, VmHWM), or null once it has exited.
@@ -43,10 +44,24 @@ export function fdCount(pid: number): number {
 }
 
 /**
- * Whether a unix socket bound at `path` is listening, per /proc/net/unix (flag __SO_ACCEPTCON). A socket file
- * exists from bind() on, a moment before listen(): a connect in between is refused, so tests wait for this.
+ * Whether a unix socket listens at `path`: a listening socket bound to the very file there (sock_diag's device
+ * and inode; vmchan binds under a private name and links the file into place, so names alone do not tell), or,
+ * without sock_diag, one /proc/net/unix shows under that name. A socket file exists from bind() on, a moment
+ * before listen(): a connect in between is refused, so tests wait for this.
  */
 export function unixListening(path: string): boolean {
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(path);
+  } catch {
+    return false;
+  }
+  if (!st.isSocket()) return false;
+  try {
+    return dumpUnixSockets().some((e) => e.state === "listen" && e.vfs !== null && e.vfs.ino === st.ino && e.vfs.dev === st.dev);
+  } catch {
+    // no sock_diag: names from /proc/net/unix (flag __SO_ACCEPTCON)
+  }
   let table: string;
   try {
     table = readFileSync("/proc/net/unix", "utf8");
