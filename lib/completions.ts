@@ -64,6 +64,8 @@ const MAX_DESCRIPTION_LENGTH = 200;
 /** Control, format (bidi overrides, zero-width) and line/paragraph separator characters. */
 const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
 const UNPRINTABLE_ALL = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+/** Spaces other than the ASCII one (no-break, ideographic...): a name with one reads as two words. */
+const LOOKALIKE_SPACE = /[^\S ]|[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]/u;
 
 /**
  * Whether `value` may be offered to a shell at all. Names come from other people's VMs: one with a newline
@@ -71,7 +73,7 @@ const UNPRINTABLE_ALL = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
  * names are left out (they can still be typed), never rewritten into a different name.
  */
 export function isOfferable(value: string): boolean {
-  return value !== "" && value.length <= MAX_CANDIDATE_LENGTH && !UNPRINTABLE.test(value) && !value.includes("\uFFFD");
+  return value !== "" && value.length <= MAX_CANDIDATE_LENGTH && !UNPRINTABLE.test(value) && !value.includes("\uFFFD") && !LOOKALIKE_SPACE.test(value);
 }
 
 /** A description as a shell may show it: unprintable characters as "?", one bounded line. */
@@ -223,6 +225,9 @@ export function completeForBash(
   const option = /^(-[^=]*=)/.exec(cur.value)?.[1] ?? "";
   const lead = cur.raw.endsWith(request.word) ? cur.raw.length - request.word.length : 0;
   const replies: string[] = [];
+  // A word bash would expand as typed ("$, `, $(...)) gets no replies: a name appended to it could complete the
+  // expansion into a command substitution.
+  if (cur.expands) answer.length = 0;
   for (const line of answer) {
     if (line === "") continue;
     const tab = line.indexOf("\t");
@@ -248,7 +253,9 @@ export function completeForBash(
 function _lexWord(raw: string): ShellWord {
   const parts = splitShellWords(raw);
   if (parts.length === 1) return { ...parts[0]!, raw };
-  return { raw, value: parts.map((p) => p.value).join(" "), state: parts[parts.length - 1]!.state };
+  const word: ShellWord = { raw, value: parts.map((p) => p.value).join(" "), state: parts[parts.length - 1]!.state };
+  if (parts.some((p) => p.expands)) word.expands = true;
+  return word;
 }
 
 /** Answers a completion request: one `value<TAB>description` line per candidate, then `:directive`. */

@@ -14,6 +14,12 @@ export interface ShellWord {
   state: QuoteState;
   /** Whether the word ends in a backslash that quotes whatever comes next. */
   escapePending?: boolean;
+  /**
+   * Whether bash would expand part of the word as typed: an unquoted or double-quoted `$` or backquote. Text
+   * added to such a word can complete the expansion (a typed `"$` plus a name `(cmd)` is `"$(cmd)`), so
+   * completion offers nothing for it.
+   */
+  expands?: boolean;
 }
 
 const ANSI_ESCAPES: Record<string, string> = { a: "\x07", b: "\b", e: "\x1b", E: "\x1b", f: "\f", n: "\n", r: "\r", t: "\t", v: "\v", "\\": "\\", "'": "'", '"': '"', "?": "?" };
@@ -31,11 +37,13 @@ export function splitShellWords(line: string): ShellWord[] {
   let state: QuoteState = "none";
   let started = false;
   let escapePending = false;
+  let expands = false;
   const flush = () => {
-    if (started) words.push({ raw, value, state: "none" });
+    if (started) words.push(expands ? { raw, value, state: "none", expands } : { raw, value, state: "none" });
     raw = "";
     value = "";
     started = false;
+    expands = false;
   };
   for (let i = 0; i < line.length; i++) {
     const ch = line[i]!;
@@ -54,6 +62,7 @@ export function splitShellWords(line: string): ShellWord[] {
       const sub = _substitutionEnd(line, i);
       if (sub > i) {
         // $(...), ${...} and `...` stay one piece of the word, as typed: never run, never split.
+        expands = true;
         raw += line.slice(i, sub);
         value += line.slice(i, sub);
         i = sub - 1;
@@ -72,7 +81,10 @@ export function splitShellWords(line: string): ShellWord[] {
         raw += "'";
         i++;
         state = "ansi";
-      } else value += ch;
+      } else {
+        if (ch === "$") expands = true;
+        value += ch;
+      }
     } else if (state === "single") {
       raw += ch;
       if (ch === "'") state = "none";
@@ -85,7 +97,10 @@ export function splitShellWords(line: string): ShellWord[] {
         const next = line[++i]!;
         raw += next;
         if (next !== "\n") value += next;
-      } else value += ch;
+      } else {
+        if (ch === "$" || ch === "`") expands = true;
+        value += ch;
+      }
     } else {
       raw += ch;
       if (ch === "'") state = "none";
@@ -97,7 +112,10 @@ export function splitShellWords(line: string): ShellWord[] {
       } else value += ch;
     }
   }
-  words.push(escapePending ? { raw, value, state, escapePending } : { raw, value, state });
+  const last: ShellWord = { raw, value, state };
+  if (escapePending) last.escapePending = true;
+  if (expands) last.expands = true;
+  words.push(last);
   return words;
 }
 
@@ -122,8 +140,11 @@ function _substitutionEnd(line: string, i: number): number {
   return line.length;
 }
 
-/** Characters bash never treats specially inside a word (as in `printf %q`). */
-const SAFE = /^[A-Za-z0-9_@%+=:,./-]$/;
+/**
+ * Characters bash never treats specially inside a word (as in `printf %q`), less `=` (a leading NAME=... is an
+ * assignment under `set -k`) and `%` (a history character in some setups): those are quoted too.
+ */
+const SAFE = /^[A-Za-z0-9_@+:,./-]$/;
 
 /**
  * `text` written so that, appended to a word whose quoting at that point is `state`, bash reads it back

@@ -247,6 +247,28 @@ describe("completion of hostile names", () => {
     }
   });
 
+  test("bash: a word the user left expanding (\"$, \"lab:$(, --vm=\"$, `) gets no replies, so no name can complete it into a command", () => {
+    const fx = hostileFixture();
+    try {
+      const cases: { line: string; words: string[]; rlWord: string }[] = [
+        { line: 'vmchan cat "$', words: ["vmchan", "cat", '"$'], rlWord: '"$' },
+        { line: 'vmchan cat "lab:$(', words: ["vmchan", "cat", '"lab', ":", "$("], rlWord: "$(" },
+        { line: 'vmchan cat lab:"$', words: ["vmchan", "cat", "lab", ":", '"$'], rlWord: '"$' },
+        { line: 'vmchan cat --vm="$', words: ["vmchan", "cat", "--vm", "=", '"$'], rlWord: '"$' },
+        { line: 'vmchan cat --vm "$', words: ["vmchan", "cat", "--vm", '"$'], rlWord: '"$' },
+        { line: "vmchan cat `", words: ["vmchan", "cat", "`"], rlWord: "`" },
+        { line: "vmchan cat lab:$", words: ["vmchan", "cat", "lab", ":", "$"], rlWord: "$" },
+      ];
+      // (printf of an empty COMPREPLY still writes one empty field)
+      for (const c of cases) expect(bashComplete(fx.root, c.words, { line: c.line, rlWord: c.rlWord }).filter((r) => r !== ""), `replies for ${c.line}`).toEqual([]);
+      // The same names are offered once the word is quoted so that bash expands nothing.
+      expect(bashComplete(fx.root, ["vmchan", "cat", "'$"], { line: "vmchan cat '$", rlWord: "'$" }).length).toBeGreaterThan(0);
+      expect(pwned()).toEqual([]);
+    } finally {
+      fx.dispose();
+    }
+  });
+
   test("zsh: the script hands compadd exactly the offered names, unquoted for compadd to quote, with printable descriptions", () => {
     const fx = hostileFixture();
     try {

@@ -37,9 +37,19 @@ describe("splitting a command line without expanding it", () => {
 describe("quoting for bash", () => {
   const hostile = ["$(touch /tmp/p)", "`id`", ";id", "*", "?[ab]", "a b  c", "it's", 'say"hi"', "back\\slash", "$HOME", "!!", "a|b&c>d<e", "{x,y}", "~root", "#x", "x'", "'", '"', "\\", "é ü", "-rf"];
 
+  test("a word bash would expand as typed is flagged: unquoted or double-quoted $ and backquotes, not single-quoted or escaped ones", () => {
+    const last = (line: string) => splitShellWords(line).at(-1)!;
+    for (const typed of ['vmchan cat "$', 'vmchan cat "lab:$(', "vmchan cat lab:$", 'vmchan cat lab:"$', 'vmchan cat --vm="$', "vmchan cat `x", 'vmchan cat "`', "vmchan cat ${x:-'}"])
+      expect(last(typed).expands, typed).toBe(true);
+    for (const typed of ["vmchan cat '$", "vmchan cat \\$", 'vmchan cat "\\$', "vmchan cat $'x", "vmchan cat lab:x"])
+      expect(last(typed).expands, typed).toBeUndefined();
+  });
+
   test("outside quotes: every character bash treats specially gets a backslash", () => {
     expect(quoteForBash("lab:$(touch /tmp/p)")).toBe("lab:\\$\\(touch\\ /tmp/p\\)");
-    expect(quoteForBash("ok.port-1,x=y@z%")).toBe("ok.port-1,x=y@z%");
+    expect(quoteForBash("ok.port-1,x@z")).toBe("ok.port-1,x@z");
+    // "=" would make a leading NAME=... an assignment under `set -k`, "%" is a history character in some setups.
+    expect(quoteForBash("LD_PRELOAD=/tmp/x.so%")).toBe("LD_PRELOAD\\=/tmp/x.so\\%");
     expect(quoteForBash("~root")).toBe("\\~root");
   });
 
