@@ -190,7 +190,9 @@ function checkAddressShape(a: Address, text: string): void {
       if (keys !== "kind") fail(`stdio has fields ${keys}`);
       break;
     case "port":
-      if (keys !== "kind,spec" || !str(a.spec)) fail("port address without a spec");
+      if ((keys !== "kind,spec" && keys !== "anyDevice,kind,spec") || !str(a.spec)) fail("port address without a spec");
+      // file:PATH (any case, as every keyword) and only it opens a path without the virtio-serial check.
+      if ((a.anyDevice === true) !== /^file:/i.test(text)) fail(`anyDevice is ${a.anyDevice} for ${JSON.stringify(text)}`);
       if (text.startsWith("/") && a.spec !== text) fail(`"/..." must be taken as the device path`);
       break;
     case "vm-port":
