@@ -1,5 +1,5 @@
 import * as fs from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import type { SocketHandler, UnixSocketListener } from "bun";
 import { errnoOf, UsageError, VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
@@ -26,77 +26,78 @@ export interface UnixListening<T> {
 }
 
 /**
- * Listens on `path` with a socket file made mode 0600, and never removes or replaces anything it did
- * not make. A stale socket (nothing listens: connect is refused) owned by this user is replaced; any
- * other thing at the path (a file, a directory, a live socket, another user's socket) is refused and
- * left alone. The socket is bound under a private temporary name and then hard-linked into place,
- * which fails rather than overwrites if something appeared at the path meanwhile; and Bun's own
- * unlink at stop() then only hits the temporary name, so close() alone decides what is removed.
+ * Listeners never let go of: the runtime's finalizer of a collected listener, like its stop(), unlinks whatever
+ * is at the path by then. They are stopped only while the path is still theirs, and otherwise live to the exit.
+ */
+const held = new Set<UnixSocketListener<unknown>>();
+
+/**
+ * Listens on `path` with a socket file made mode 0600, and never removes or replaces anything it did not make.
+ * A stale socket (nothing listens: connect is refused) owned by this user is replaced; any other thing at the
+ * path (a file, a directory, a live socket, another user's socket) is refused and left alone. The directory must
+ * not let other users replace what is bound there (world-writable without the sticky bit is refused), so the
+ * socket file found at the path right after binding is this process's, and close() removes the path only while
+ * it is still that file (the runtime's stop() unlinks the path by name: it is called only then).
  */
 export async function listenUnix<T>(path: string, label: string, socket: SocketHandler<T>): Promise<UnixListening<T>> {
   checkUnixPath(path, label, "listen on");
-  await removeStaleSocket(path, label);
+  if (path.endsWith("/"))
+    throw new UsageError(`cannot listen on "${label}": the socket path ends in "/"`, "name the socket file in the directory, for example DIR/vm.sock");
   const dir = dirname(path);
-  let tmp: string;
+  checkDirectory(dir, label);
+  await removeStaleSocket(path, label);
+  let listener: UnixSocketListener<T>;
+  const mask = process.umask(0o177); // the socket is created 0600: only its owner may connect
   try {
-    tmp = fs.mkdtempSync(join(dir, ".vmchan-"));
+    listener = Bun.listen<T>({ unix: path, allowHalfOpen: true, socket });
   } catch (err) {
-    throw directoryError(err, dir, label);
-  }
-  const tmpSock = join(tmp, "s");
-  let dirFd = -1;
-  let listener: UnixSocketListener<T> | null = null;
-  let made: fs.Stats;
-  try {
-    // The temporary name is longer than the path: bind it through /proc when it does not fit.
-    let bindPath = tmpSock;
-    if (Buffer.byteLength(bindPath) > UNIX_PATH_MAX) {
-      dirFd = fs.openSync(tmp, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-      bindPath = `/proc/self/fd/${dirFd}/s`;
-    }
-    const mask = process.umask(0o177); // the socket is created 0600: only its owner may connect
-    try {
-      listener = Bun.listen<T>({ unix: bindPath, allowHalfOpen: true, socket });
-    } catch (err) {
-      throw listenError(err, path, label);
-    } finally {
-      process.umask(mask);
-    }
-    // The identity is taken from the private name, before the socket is visible at the path.
-    made = fs.lstatSync(tmpSock);
-    try {
-      fs.linkSync(tmpSock, path);
-    } catch (err) {
-      if (errnoOf(err) === "EEXIST")
-        throw new VmchanError(`cannot listen on "${label}": ${path} was created by another process meanwhile`, {
-          code: ExitCode.busy,
-          hint: "stop it, or choose another path",
-        });
-      throw directoryError(err, dir, label);
-    }
-  } catch (err) {
-    listener?.stop(true);
-    throw err;
+    throw listenError(err, path, label);
   } finally {
-    if (dirFd >= 0) fs.closeSync(dirFd);
-    fs.rmSync(tmpSock, { force: true });
-    try {
-      fs.rmdirSync(tmp);
-    } catch {
-      // not empty or gone: it is ours and named .vmchan-*, and nothing else is touched
-    }
+    process.umask(mask);
   }
-  const bound = listener!;
+  held.add(listener as UnixSocketListener<unknown>);
+  const made = fs.lstatSync(path, { throwIfNoEntry: false });
+  if (!made?.isSocket()) {
+    // Something replaced the socket between bind and now (the directory check makes this another process of
+    // this user, or root): leave it, and do not stop the listener, whose stop would unlink it.
+    listener.unref?.();
+    throw new VmchanError(`cannot listen on "${label}": ${path} was replaced by another process as it was bound; it is left alone`, {
+      code: ExitCode.busy,
+      hint: "stop what else uses this path, or choose another one",
+    });
+  }
   let closed = false;
   return {
-    listener: bound,
+    listener,
     close() {
       if (closed) return;
       closed = true;
-      bound.stop(true);
-      removeIfSame(path, made);
+      if (isSameSocket(path, made)) listener.stop(true); // unlinks the path, which is still our socket
+      else listener.unref?.(); // the path names something else now: stop() would unlink it
     },
   };
+}
+
+/** Refuses a directory any user may write to without the sticky bit: anyone could replace the socket there. */
+function checkDirectory(dir: string, label: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch (err) {
+    throw directoryError(err, dir, label);
+  }
+  if (!st.isDirectory()) throw directoryError(Object.assign(new Error("not a directory"), { code: "ENOTDIR" }), dir, label);
+  if ((st.mode & 0o002) !== 0 && (st.mode & 0o1000) === 0)
+    throw new VmchanError(`cannot listen on "${label}": any user may write to ${dir} and it has no sticky bit, so another user could replace the socket`, {
+      code: ExitCode.permission,
+      hint: "use a directory only you (or your group) may write to, or a sticky one such as /tmp",
+    });
+}
+
+/** Whether `path` is still the socket file described by `st` (same device and inode). */
+function isSameSocket(path: string, st: fs.Stats): boolean {
+  const now = fs.lstatSync(path, { throwIfNoEntry: false });
+  return now !== undefined && now.isSocket() && now.dev === st.dev && now.ino === st.ino;
 }
 
 /** Unlinks `path` only if it is still the socket described by `st` (same device and inode). */
@@ -197,10 +198,8 @@ export function listenError(err: unknown, where: string, label: string): VmchanE
       return new VmchanError(`${what}: ${where} is in use`, { code: ExitCode.busy, hint: "stop what listens there, or choose another port or path" });
     case "EACCES":
     case "EPERM":
-      return new VmchanError(`${what}: permission denied on ${where}`, {
-        code: ExitCode.permission,
-        hint: /^\d|^\[|:/.test(where) ? "TCP ports below 1024 need root or CAP_NET_BIND_SERVICE" : "choose a directory you may write to",
-      });
+      if (!/:\d+$/.test(where) || where.includes("/")) return directoryError(err, dirname(where), label); // a socket path, not HOST:PORT
+      return new VmchanError(`${what}: permission denied on ${where}`, { code: ExitCode.permission, hint: "TCP ports below 1024 need root or CAP_NET_BIND_SERVICE" });
     case "EADDRNOTAVAIL":
       return new VmchanError(`${what}: ${where.replace(/:\d+$/, "")} is not an address of this host`, {
         code: ExitCode.notFound,

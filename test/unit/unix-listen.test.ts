@@ -61,7 +61,7 @@ describe("listenUnix", () => {
     expect(readFileSync(path, "utf8")).toBe("not yours");
   });
 
-  test("binds through /proc when the temporary name would be too long, and the path still works", async () => {
+  test("a path of the longest length the kernel takes works, and close removes it", async () => {
     dir = mkdtempSync(join(tmpdir(), "vmchan-ul-"));
     const path = join(dir, "z".repeat(UNIX_PATH_MAX - dir.length - 1));
     expect(Buffer.byteLength(path)).toBe(UNIX_PATH_MAX);
@@ -71,6 +71,30 @@ describe("listenUnix", () => {
     c.destroy();
     l.close();
     expect(readdirSync(dir)).toEqual([]);
+  });
+
+  test("a directory any user may write to without the sticky bit is refused; a sticky one is fine", async () => {
+    dir = mkdtempSync(join(tmpdir(), "vmchan-ul-"));
+    const { chmodSync, mkdirSync } = await import("node:fs");
+    mkdirSync(join(dir, "open"));
+    chmodSync(join(dir, "open"), 0o777);
+    const err = await listenUnix(join(dir, "open", "s.sock"), "unix:open", handlers).catch((e) => e);
+    expect(err, String(err)).toBeInstanceOf(VmchanError);
+    expect(err.code).toBe(ExitCode.permission);
+    expect(err.message).toContain("no sticky bit, so another user could replace the socket");
+    expect(readdirSync(join(dir, "open"))).toEqual([]);
+    mkdirSync(join(dir, "sticky"));
+    chmodSync(join(dir, "sticky"), 0o1777);
+    const l = await listenUnix(join(dir, "sticky", "s.sock"), "unix:sticky", handlers);
+    l.close();
+    expect(readdirSync(join(dir, "sticky"))).toEqual([]);
+  });
+
+  test("a path ending in a slash is a usage error", async () => {
+    dir = mkdtempSync(join(tmpdir(), "vmchan-ul-"));
+    const err = await listenUnix(`${dir}/x/`, "unix:x/", handlers).catch((e) => e);
+    expect(err.code, String(err)).toBe(ExitCode.usage);
+    expect(err.message).toContain('the socket path ends in "/"');
   });
 
   test("removeIfSame removes only the same inode", async () => {
