@@ -45,7 +45,7 @@ export function fdCount(pid: number): number {
 
 /**
  * Whether a unix socket listens at `path`: a listening socket bound to the very file there (sock_diag's device
- * and inode; vmchan binds under a private name and links the file into place, so names alone do not tell), or,
+ * and inode, so a socket of the same name elsewhere does not count), or,
  * without sock_diag, one /proc/net/unix shows under that name. A socket file exists from bind() on, a moment
  * before listen(): a connect in between is refused, so tests wait for this.
  */
