@@ -1,20 +1,11 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { vmchan } from "../support/binary.ts";
-import { FixtureRoot } from "../support/fixture.ts";
+import { perTest } from "../support/fixture.ts";
 import { HostileQmp, qemuFixture } from "../support/hostile-qmp.ts";
 
-const cleanup: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanup.splice(0).reverse()) c();
-});
-
-function fixture(): FixtureRoot {
-  const fx = new FixtureRoot();
-  cleanup.push(() => fx.dispose());
-  return fx;
-}
+const { fixture, later } = perTest();
 
 /** Names a hostile peer might give: terminal sequences, a bell, a newline forging a row, C1 CSI (raw and UTF-8), separators, bidi. */
 const hostile = [
@@ -87,7 +78,7 @@ describe("hostile names never reach the terminal raw", () => {
     const qmpPath = join(fx.root, "q\x1b[2Jmp.sock");
     const qmp = new HostileQmp(qmpPath, { errorDesc: "denied\x1b]0;owned\x07\nvmchan: note: forged line\u009b" });
     await qmp.listen();
-    cleanup.push(() => qmp.close());
+    later(() => qmp.close());
     const sock = "/run/x\x1b[5m\nforged.sock";
     qemuFixture(fx, qmpPath, [
       "-name", "vm\x1b[31m\nforged 1 row",

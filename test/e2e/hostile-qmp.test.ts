@@ -1,7 +1,7 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { VMCHAN } from "../support/binary.ts";
-import { FixtureRoot } from "../support/fixture.ts";
+import { perTest } from "../support/fixture.ts";
 import { HostileQmp, onePort, qemuFixture } from "../support/hostile-qmp.ts";
 import { memorySampler } from "../support/proc-stats.ts";
 
@@ -9,18 +9,14 @@ import { memorySampler } from "../support/proc-stats.ts";
 const RSS_BOUND = 200 * 1024 * 1024;
 const MiB = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
 
-const cleanup: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanup.splice(0).reverse()) c();
-});
+const { fixture, later } = perTest();
 
 async function scene(how: ConstructorParameters<typeof HostileQmp>[1]) {
-  const fx = new FixtureRoot();
-  cleanup.push(() => fx.dispose());
+  const fx = fixture();
   const qmpPath = join(fx.root, "qmp.sock");
   const qmp = new HostileQmp(qmpPath, how);
   await qmp.listen();
-  cleanup.push(() => qmp.close());
+  later(() => qmp.close());
   qemuFixture(fx, qmpPath, ["-name", "vm1", ...onePort(join(fx.root, "x.sock"))]);
   return { fx, qmp };
 }

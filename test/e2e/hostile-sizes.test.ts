@@ -1,24 +1,15 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { VMCHAN } from "../support/binary.ts";
-import { FixtureRoot } from "../support/fixture.ts";
+import { type FixtureRoot, perTest } from "../support/fixture.ts";
 import { memorySampler } from "../support/proc-stats.ts";
 
 /** Far above what vmchan needs for these listings (well under 150 MiB measured), far below what a multiplied table takes (GBs). */
 const RSS_BOUND = 200 * 1024 * 1024;
 const MiB = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
 
-const cleanup: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanup.splice(0).reverse()) c();
-});
-
-function fixture(): FixtureRoot {
-  const fx = new FixtureRoot();
-  cleanup.push(() => fx.dispose());
-  return fx;
-}
+const { fixture } = perTest();
 
 /** Runs the binary, sampling its memory; returns code, output and the peak RSS. */
 async function listed(args: string[]) {

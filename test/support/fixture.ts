@@ -1,3 +1,4 @@
+import { afterEach } from "bun:test";
 import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -55,4 +56,23 @@ export class FixtureRoot {
   dispose(): void {
     rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+/**
+ * Per-test cleanup for a test file: `const { fixture, later } = perTest();` at its top. `fixture()` makes a
+ * FixtureRoot and `later(undo)` registers anything else to undo; after each test all of it runs, newest first.
+ */
+export function perTest(): { fixture: () => FixtureRoot; later: (undo: () => void) => void } {
+  const undo: Array<() => void> = [];
+  afterEach(() => {
+    for (const u of undo.splice(0).reverse()) u();
+  });
+  return {
+    fixture: () => {
+      const fx = new FixtureRoot();
+      undo.push(() => fx.dispose());
+      return fx;
+    },
+    later: (u) => void undo.push(u),
+  };
 }
