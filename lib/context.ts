@@ -2,7 +2,7 @@ import { escapeLines } from "./escape.ts";
 import { statSync } from "node:fs";
 import { UsageError, VmchanError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
-import { closedAtStart, OutputFailed } from "./fd-stream.ts";
+import { closedAtStart, OutputFailed, writeAllSync } from "./fd-stream.ts";
 
 /** What a command reads from and writes to; tests pass fakes, the CLI passes the real process. */
 export interface Context {
@@ -30,7 +30,7 @@ export function processContext(root = "/"): Context {
         checked = true;
         if (closedAtStart(1)) throw new OutputFailed("standard output", "it was closed when vmchan started");
       }
-      void process.stdout.write(text);
+      writeAllSync(1, Buffer.from(text), "standard output");
     },
     err: (text) => void process.stderr.write(escapeLines(text)),
     root,

@@ -89,6 +89,30 @@ export class FdSink implements Sink {
   }
 }
 
+/**
+ * Writes every byte of `data` to `fd` before returning (text output: tables, JSON, watch lines). The runtime's
+ * own stdout queues writes to a pipe and may still hold them when the process exits, which would cut the output
+ * while the exit code says success; this does not return until the kernel has all of it.
+ */
+export function writeAllSync(fd: number, data: Uint8Array, label: string): void {
+  let off = 0;
+  let backoff = 1;
+  while (off < data.byteLength) {
+    try {
+      off += fs.writeSync(fd, data, off);
+      backoff = 1;
+    } catch (err) {
+      const code = errnoOf(err);
+      if (code === "EPIPE") throw new OutputClosed(label);
+      if (code !== "EAGAIN") throw new OutputFailed(label, (err as Error).message, err);
+      // A non-blocking descriptor whose reader is slow: wait a little, synchronously (the data must go first).
+      Atomics.wait(pause, 0, 0, backoff);
+      backoff = Math.min(backoff * 2, 20);
+    }
+  }
+}
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
 /** The reader of our output went away (`vmchan cat ... | head`): end quietly, as SIGPIPE would. */
 export class OutputClosed extends VmchanError {
   constructor(label: string) {

@@ -141,6 +141,34 @@ describe("ports list with huge inputs", () => {
     expect(r.stderr, seen).toMatch(/^vmchan: no running VM named "x+… \(\d+ more characters\) \(hint: /);
   }, 180_000);
 
+  test("a slow reader still gets the whole listing: the output is written out before the exit code", async () => {
+    const fx = fixture();
+    bigVm(fx, "late", 15_000);
+    const proc = Bun.spawn([VMCHAN, "ports", "list", "--json", "--no-qmp", "--root", fx.root], { env: { PATH: "/usr/bin:/bin" }, stdout: "pipe", stderr: "pipe" });
+    // The reader is slow on purpose (a pause after each read), so output still queued in the process when it
+    // exits would be lost. The listing is megabytes, far more than a pipe holds.
+    const slowRead = async () => {
+      const parts: Uint8Array[] = [];
+      for await (const chunk of proc.stdout) {
+        parts.push(chunk);
+        await Bun.sleep(2);
+      }
+      return Buffer.concat(parts).toString();
+    };
+    const [stdout, stderr, code] = await Promise.all([slowRead(), new Response(proc.stderr).text(), proc.exited]);
+    const seen = `what I saw: code ${code}, ${stdout.length} bytes, ends ${JSON.stringify(stdout.slice(-80))}, stderr: ${stderr.slice(0, 300)}`;
+    expect(code, seen).toBe(0);
+    const listing = (() => {
+      try {
+        return JSON.parse(stdout) as { host: { vms: { ports: unknown[] }[] } };
+      } catch {
+        return null;
+      }
+    })();
+    expect(listing, seen).not.toBeNull();
+    expect(listing!.host.vms[0]!.ports.length, seen).toBe(15_000);
+  }, 180_000);
+
   test("a 15,000-port VM that libvirt also lists (every port merged by id) is listed in bounded memory", async () => {
     const fx = fixture();
     bigVm(fx, "both", 15_000, 5151);
