@@ -97,6 +97,29 @@ export class OutputClosed extends VmchanError {
   }
 }
 
+/**
+ * Writes all of `text` to `fd` synchronously (help and version text, which commander hands over
+ * synchronously). Throws OutputFailed when the descriptor was closed at start or a write fails,
+ * OutputClosed when the reader has gone: the caller must not report success.
+ */
+export function writeTextSync(fd: number, text: string, label: string): void {
+  if (closedAtStart(fd)) throw new OutputFailed(label, "it was closed when vmchan started");
+  const buf = Buffer.from(text, "utf8");
+  let off = 0;
+  let waited = 0;
+  while (off < buf.byteLength) {
+    try {
+      off += fs.writeSync(fd, buf, off, buf.byteLength - off);
+    } catch (err) {
+      const code = errnoOf(err);
+      if (code === "EPIPE") throw new OutputClosed(label);
+      if (code !== "EAGAIN") throw new OutputFailed(label, (err as Error).message, err);
+      if (waited++ > 10_000) throw new OutputFailed(label, "its reader took nothing for over 10 seconds", err);
+      Bun.sleepSync(1);
+    }
+  }
+}
+
 /** Several sources one after the other (send FILE1 FILE2 ...). */
 export class ConcatSource implements Source {
   private index = 0;

@@ -502,6 +502,20 @@ describe("output that cannot be delivered is never success", () => {
     }
   });
 
+  test("help and version to a closed (>&-) or full stdout fail with one line, never exit 0", async () => {
+    for (const args of ["--help", "--version", "-V", "help", "cat --help", "listen -h", "help bridge", "completions --help"]) {
+      for (const redirect of [">&-", ">/dev/full"]) {
+        const r = await sh(`${VMCHAN} ${args} ${redirect}`);
+        const seen = `vmchan ${args} ${redirect}: exit ${r.exitCode}, stderr ${JSON.stringify(r.stderr)}`;
+        expect(r.exitCode, seen).toBe(ExitCode.failure);
+        expectOneLine(r.stderr, redirect === ">&-" ? /cannot write standard output: it was closed when vmchan started/ : /cannot write standard output: .*no space left on device/i);
+      }
+      const ok = await sh(`${VMCHAN} ${args} | wc -c`);
+      expect(ok.exitCode, ok.stderr).toBe(0);
+      expect(Number(ok.stdout.trim()), `vmchan ${args} into a pipe wrote ${ok.stdout.trim()} bytes`).toBeGreaterThan(5);
+    }
+  });
+
   test("cat to /dev/null (not closed, only discarded) still succeeds", async () => {
     const { path, server } = await talker("x");
     try {
