@@ -12,7 +12,7 @@ import { connectError, SocketChannel } from "./host/socket-channel.ts";
 import { SocketStream } from "./net/socket-stream.ts";
 import { childEnv } from "./runtime-env.ts";
 import { checkUnixPath, listenError, listenUnix, type UnixListening } from "./net/unix-listen.ts";
-import { CHILD_GRACE_MS, onExit, signalGroup, trackGroup } from "./exit-cleanup.ts";
+import { beforeSpawn, CHILD_GRACE_MS, endAdopted, onExit, signalGroup, trackGroup } from "./exit-cleanup.ts";
 import type { Connector, Session } from "./session.ts";
 
 export interface ConnectorOptions extends PortOptions {
@@ -339,10 +339,12 @@ const EXIT_GRACE_MS = 2000;
 /**
  * Runs a command with its stdin and stdout as the session (`exec:` and `listen --exec`). It runs in
  * its own session and process group (setsid), which is ended when the session closes and on every
- * way vmchan exits (see exit-cleanup.ts), so nothing it started outlives the bridge.
+ * way vmchan exits (see exit-cleanup.ts); vmchan is a child subreaper, so what the command moved
+ * out of its group (setsid, double fork) is adopted and ended too: nothing it started outlives the bridge.
  */
 export function spawnSession(argv: string[], label: string): Session {
   let proc: ReturnType<typeof Bun.spawn<"pipe", "pipe", "inherit">>;
+  beforeSpawn();
   try {
     proc = Bun.spawn(argv, { stdin: "pipe", stdout: "pipe", stderr: "inherit", env: childEnv(), detached: true });
   } catch (err) {
@@ -402,6 +404,8 @@ export function spawnSession(argv: string[], label: string): Session {
       // What the command left running in its group (a background job) ends with the session.
       signalGroup(proc.pid, "SIGKILL");
       untrack();
+      // And what it left outside its group (setsid): adopted by us, ended once no command runs.
+      await endAdopted();
     },
   };
 }
