@@ -188,9 +188,12 @@ class StdioConnector implements Connector {
 
 /**
  * Clients that may wait while a session runs; more are accepted and closed at once, so a flood of
- * connections cannot use up descriptors or memory (a waiting client holds one descriptor, no buffer).
+ * connections cannot use up descriptors or memory (a waiting client holds one descriptor and at
+ * most WAITING_BUFFER bytes of what it sent).
  */
 export const MAX_WAITING_CLIENTS = 16;
+/** What a waiting client may send before it is no longer read: enough to see its EOF or reset, bounded. */
+export const WAITING_BUFFER = 64 * 1024;
 
 /**
  * A listening socket: one session per accepted client, one at a time; up to MAX_WAITING_CLIENTS
@@ -220,20 +223,31 @@ class ListenConnector implements Connector {
     const stream = new SocketStream(`${this.label} client`, this.addr.kind === "unix-listen" ? { finish: "linger" } : { finish: "half-close" });
     socket.data = stream;
     // Clients that left while waiting do not count.
-    for (let i = this.waiting.length - 1; i >= 0; i--) if (this.waiting[i]!.stream.abandoned) this.waiting.splice(i, 1);
+    this.dropAbandoned();
     if (this.waiting.length >= MAX_WAITING_CLIENTS) {
       if (this.refused++ === 0)
         this.events(`vmchan: ${this.label}: ${MAX_WAITING_CLIENTS} clients already waiting; closing new connections until one is served`);
       socket.terminate();
       return;
     }
-    // Not read until served (attach then): what it sends waits in the kernel, which bounds it.
-    socket.pause();
+    // Read while it waits, into a small bounded buffer, so that a client that leaves (EOF, reset)
+    // before sending anything is seen and dropped: it holds no slot and never becomes a session.
+    stream.waitUnattached(socket, WAITING_BUFFER, () => this.dropAbandoned());
     this.waiting.push({ stream, socket });
     if (this.active) this.log(`vmchan: another client is waiting on ${this.label}; it is served when the current one ends`);
     const w = this.wake;
     this.wake = null;
     w?.();
+  }
+
+  /** Drops (and closes) the waiting clients that left before sending anything. */
+  private dropAbandoned(): void {
+    for (let i = this.waiting.length - 1; i >= 0; i--) {
+      const w = this.waiting[i]!;
+      if (!w.stream.abandoned) continue;
+      this.waiting.splice(i, 1);
+      w.socket.terminate();
+    }
   }
 
   /** Starts listening (at the first open, or earlier to fail fast). */
