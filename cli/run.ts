@@ -1,5 +1,7 @@
 import { checkRoot, processContext, type Context } from "../lib/context.ts";
-import { formatError } from "../lib/errors.ts";
+import { errnoOf, formatError } from "../lib/errors.ts";
+import { ExitCode } from "../lib/exit-codes.ts";
+import { OutputClosed, OutputFailed } from "../lib/fd-stream.ts";
 
 /** Runs a command's lib call with the real process context, then exits with its code (errors: one line). */
 export async function run(body: (ctx: Context) => Promise<number> | number, root = "/"): Promise<never> {
@@ -14,6 +16,13 @@ export async function run(body: (ctx: Context) => Promise<number> | number, root
     code = errCode;
   }
   await flushStdout();
+  const failed = ctx.outputFailure?.();
+  if (failed && code === 0) {
+    const err = errnoOf(failed) === "EPIPE" ? new OutputClosed("standard output") : new OutputFailed("standard output", (failed as Error).message ?? String(failed), failed);
+    const { text, code: errCode } = formatError(err);
+    if (errCode !== ExitCode.brokenPipe) ctx.err(text);
+    code = errCode;
+  }
   process.exit(code);
 }
 

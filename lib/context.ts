@@ -15,6 +15,8 @@ export interface Context {
   readonly env: Readonly<Record<string, string | undefined>>;
   /** Whether stdout is a terminal (tables get padded, control characters escaped). */
   readonly isTTY: boolean;
+  /** The first failed write of `out` (a full disk, a reader gone), if any: the command must not end in success. */
+  readonly outputFailure?: () => unknown;
 }
 
 /**
@@ -24,14 +26,18 @@ export interface Context {
  */
 export function processContext(root = "/"): Context {
   let checked = false;
+  let failure: unknown = null;
   return {
     out: (text) => {
       if (!checked) {
         checked = true;
         if (closedAtStart(1)) throw new OutputFailed("standard output", "it was closed when vmchan started");
       }
-      void process.stdout.write(text);
+      void process.stdout.write(text, (err) => {
+        if (err && !failure) failure = err;
+      });
     },
+    outputFailure: () => failure,
     err: (text) => void process.stderr.write(escapeLines(text)),
     root,
     env: process.env,

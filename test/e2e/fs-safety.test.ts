@@ -614,6 +614,14 @@ describe("output that cannot be delivered is never success", () => {
     }
   });
 
+  test("text output (completion scripts) to a full stdout fails with one line, never exit 0", async () => {
+    for (const shell of ["bash", "zsh", "fish"]) {
+      const r = await sh(`${VMCHAN} completions ${shell} >/dev/full`);
+      expect(r.exitCode, `completions ${shell} >/dev/full: ${r.stderr}`).toBe(ExitCode.failure);
+      expectOneLine(r.stderr, /cannot write standard output: .*no space left on device/i);
+    }
+  });
+
   test("cat to /dev/null (not closed, only discarded) still succeeds", async () => {
     const { path, server } = await talker("x");
     try {
