@@ -106,7 +106,9 @@ describe("a path swapped while it is being opened", () => {
       expect(outcomes.get("opened (the port-like device)") ?? 0, `the port-like device was never opened: ${summary}`).toBeGreaterThan(0);
       closeSync(openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK));
       for (const until = Date.now() + 20_000; readFileSync(opens, "utf8").length === 0 && Date.now() < until; ) await Bun.sleep(10);
-      expect(readFileSync(opens, "utf8").length, "the reader counts an open of the FIFO").toBe(1);
+      // (One open may be counted twice: the reader's next open succeeds at once while ours is still open.)
+      const control = readFileSync(opens, "utf8").length;
+      expect(control, `the reader saw ${control} opens after one open of the FIFO`).toBeGreaterThanOrEqual(1);
     } finally {
       flipper.proc?.kill("SIGKILL");
       reader.proc?.kill("SIGKILL");
