@@ -3,6 +3,7 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { formatError } from "../lib/errors.ts";
 import { clipText } from "../lib/escape.ts";
 import { ExitCode, exitCodeTable } from "../lib/exit-codes.ts";
+import { writeTextSync } from "../lib/fd-stream.ts";
 import { checkRuntimeEnv } from "../lib/runtime-env.ts";
 import { bridgeCommand } from "./bridge.ts";
 import { catCommand } from "./cat.ts";
@@ -60,9 +61,19 @@ async function main(argv: string[]): Promise<void> {
     process.exit(code);
   }
   const program = buildProgram();
+  // Help and version text: a closed, full or gone stdout is an error, never exit 0 with nothing written.
+  let helpFailed: unknown = null;
+  const writeOut = (text: string) => {
+    if (helpFailed) return;
+    try {
+      writeTextSync(1, text, "standard output");
+    } catch (err) {
+      helpFailed = err;
+    }
+  };
   const configure = (cmd: Command) => {
     cmd.exitOverride();
-    cmd.configureOutput({ outputError: (text, write) => write(usageLine(text, cmd)) });
+    cmd.configureOutput({ writeOut, outputError: (text, write) => write(usageLine(text, cmd)) });
     for (const sub of cmd.commands) configure(sub as unknown as Command);
   };
   configure(program);
@@ -71,6 +82,11 @@ async function main(argv: string[]): Promise<void> {
   } catch (err) {
     if (err instanceof CommanderError) {
       const benign = err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help";
+      if (helpFailed) {
+        const { text, code } = formatError(helpFailed);
+        process.stderr.write(text);
+        process.exit(code);
+      }
       process.exit(benign ? ExitCode.ok : ExitCode.usage);
     }
     throw err;

@@ -12,7 +12,7 @@ import { connectError, SocketChannel } from "./host/socket-channel.ts";
 import { SocketStream } from "./net/socket-stream.ts";
 import { childEnv } from "./runtime-env.ts";
 import { checkUnixPath, listenError, listenUnix, type UnixListening } from "./net/unix-listen.ts";
-import { CHILD_GRACE_MS, onExit, signalGroup, trackGroup } from "./exit-cleanup.ts";
+import { beforeSpawn, CHILD_GRACE_MS, endAdopted, onExit, signalGroup, trackGroup } from "./exit-cleanup.ts";
 import type { Connector, Session } from "./session.ts";
 
 export interface ConnectorOptions extends PortOptions {
@@ -188,9 +188,12 @@ class StdioConnector implements Connector {
 
 /**
  * Clients that may wait while a session runs; more are accepted and closed at once, so a flood of
- * connections cannot use up descriptors or memory (a waiting client holds one descriptor, no buffer).
+ * connections cannot use up descriptors or memory (a waiting client holds one descriptor and at
+ * most WAITING_BUFFER bytes of what it sent).
  */
 export const MAX_WAITING_CLIENTS = 16;
+/** What a waiting client may send before it is no longer read: enough to see its EOF or reset, bounded. */
+export const WAITING_BUFFER = 64 * 1024;
 
 /**
  * A listening socket: one session per accepted client, one at a time; up to MAX_WAITING_CLIENTS
@@ -220,20 +223,31 @@ class ListenConnector implements Connector {
     const stream = new SocketStream(`${this.label} client`, this.addr.kind === "unix-listen" ? { finish: "linger" } : { finish: "half-close" });
     socket.data = stream;
     // Clients that left while waiting do not count.
-    for (let i = this.waiting.length - 1; i >= 0; i--) if (this.waiting[i]!.stream.abandoned) this.waiting.splice(i, 1);
+    this.dropAbandoned();
     if (this.waiting.length >= MAX_WAITING_CLIENTS) {
       if (this.refused++ === 0)
         this.events(`vmchan: ${this.label}: ${MAX_WAITING_CLIENTS} clients already waiting; closing new connections until one is served`);
       socket.terminate();
       return;
     }
-    // Not read until served (attach then): what it sends waits in the kernel, which bounds it.
-    socket.pause();
+    // Read while it waits, into a small bounded buffer, so that a client that leaves (EOF, reset)
+    // before sending anything is seen and dropped: it holds no slot and never becomes a session.
+    stream.waitUnattached(socket, WAITING_BUFFER, () => this.dropAbandoned());
     this.waiting.push({ stream, socket });
     if (this.active) this.log(`vmchan: another client is waiting on ${this.label}; it is served when the current one ends`);
     const w = this.wake;
     this.wake = null;
     w?.();
+  }
+
+  /** Drops (and closes) the waiting clients that left before sending anything. */
+  private dropAbandoned(): void {
+    for (let i = this.waiting.length - 1; i >= 0; i--) {
+      const w = this.waiting[i]!;
+      if (!w.stream.abandoned) continue;
+      this.waiting.splice(i, 1);
+      w.socket.terminate();
+    }
   }
 
   /** Starts listening (at the first open, or earlier to fail fast). */
@@ -339,10 +353,12 @@ const EXIT_GRACE_MS = 2000;
 /**
  * Runs a command with its stdin and stdout as the session (`exec:` and `listen --exec`). It runs in
  * its own session and process group (setsid), which is ended when the session closes and on every
- * way vmchan exits (see exit-cleanup.ts), so nothing it started outlives the bridge.
+ * way vmchan exits (see exit-cleanup.ts); vmchan is a child subreaper, so what the command moved
+ * out of its group (setsid, double fork) is adopted and ended too: nothing it started outlives the bridge.
  */
 export function spawnSession(argv: string[], label: string): Session {
   let proc: ReturnType<typeof Bun.spawn<"pipe", "pipe", "inherit">>;
+  beforeSpawn();
   try {
     proc = Bun.spawn(argv, { stdin: "pipe", stdout: "pipe", stderr: "inherit", env: childEnv(), detached: true });
   } catch (err) {
@@ -402,6 +418,8 @@ export function spawnSession(argv: string[], label: string): Session {
       // What the command left running in its group (a background job) ends with the session.
       signalGroup(proc.pid, "SIGKILL");
       untrack();
+      // And what it left outside its group (setsid): adopted by us, ended once no command runs.
+      await endAdopted();
     },
   };
 }

@@ -49,7 +49,7 @@ export const exitCodeTable: ReadonlyArray<readonly [number, string]> = [
   [ExitCode.unplugged, "port hot-unplugged while in use"],
   [ExitCode.peerGone, "peer disconnected in the middle of a transfer"],
   [ExitCode.noPorts, "no virtio-serial ports found"],
-  [ExitCode.unsafeEnvironment, "refused: BUN_OPTIONS, BUN_BE_BUN, BUN_INSPECT*, BUN_JSC_* or BUN_CONFIG_* set (VMCHAN_ALLOW_BUN_ENV=1 overrides)"],
+  [ExitCode.unsafeEnvironment, "refused: BUN_OPTIONS, BUN_BE_BUN, BUN_INSPECT*, BUN_JSC_*, JSC_* or BUN_CONFIG_* set (VMCHAN_ALLOW_BUN_ENV=1 overrides)"],
   [ExitCode.untrusted, "refused: a VM's socket is not the VM's (replaced, or another user's)"],
   [ExitCode.internal, "internal error (a bug: please report the stack trace)"],
   [ExitCode.interrupted, "interrupted (Ctrl-C); other signals: 128 + signal number"],

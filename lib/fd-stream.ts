@@ -121,6 +121,16 @@ export class OutputClosed extends VmchanError {
   }
 }
 
+/**
+ * Writes all of `text` to `fd` synchronously (help and version text, which commander hands over
+ * synchronously). Throws OutputFailed when the descriptor was closed at start or a write fails,
+ * OutputClosed when the reader has gone: the caller must not report success.
+ */
+export function writeTextSync(fd: number, text: string, label: string): void {
+  if (closedAtStart(fd)) throw new OutputFailed(label, "it was closed when vmchan started");
+  writeAllSync(fd, Buffer.from(text, "utf8"), label);
+}
+
 /** Several sources one after the other (send FILE1 FILE2 ...). */
 export class ConcatSource implements Source {
   private index = 0;

@@ -8,11 +8,13 @@ export const ALLOW_BUN_ENV = "VMCHAN_ALLOW_BUN_ENV";
  * Variables the Bun runtime reads (measured on the compiled binary, Bun 1.4.5) that run code, open a
  * debugger or change how the engine behaves: `BUN_OPTIONS` (any runtime flag, e.g. --preload or
  * --inspect), `BUN_BE_BUN` (the binary becomes a general Bun), `BUN_INSPECT*` (a debugger on a
- * port), `BUN_JSC_*` (engine options), `BUN_CONFIG_*` (runtime and package-manager settings).
+ * port), `BUN_JSC_*` and `JSC_*` (engine options, read under both prefixes: `JSC_SIGNAL_FOR_GC=15`
+ * makes the engine take SIGTERM for itself, so vmchan would ignore it), `BUN_CONFIG_*` (runtime and
+ * package-manager settings).
  * NODE_OPTIONS is not read by Bun, so it is neither refused nor removed.
  */
 const EXACT = new Set(["BUN_OPTIONS", "BUN_BE_BUN"]);
-const PREFIXES = ["BUN_INSPECT", "BUN_JSC_", "BUN_CONFIG_"];
+const PREFIXES = ["BUN_INSPECT", "BUN_JSC_", "JSC_", "BUN_CONFIG_"];
 
 /** Whether `name` is one of the runtime-changing variables. */
 export function isRuntimeVariable(name: string): boolean {

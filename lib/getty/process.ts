@@ -2,6 +2,7 @@ import type { Subprocess } from "bun";
 import { sleep } from "../endpoint.ts";
 import { errnoOf, VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
+import { beforeSpawn, ownChild } from "../exit-cleanup.ts";
 import { childEnv } from "../runtime-env.ts";
 
 /** One running getty (and, once someone logs in, the login and shell it became). */
@@ -23,8 +24,12 @@ export function spawnGetty(argv: string[]): GettyProcess {
 /** Bun.spawn, with a missing program as a VmchanError. */
 export function spawnOrThrow(argv: string[], options: Parameters<typeof Bun.spawn>[1]): Subprocess {
   try {
-    // Without the variables that change a Bun runtime, whatever the caller passed.
-    return Bun.spawn(argv, { ...options, env: childEnv(options?.env ?? process.env) });
+    // Without the variables that change a Bun runtime, whatever the caller passed. As a subreaper,
+    // what a login session moves out of its group (setsid) is adopted and ended at exit.
+    beforeSpawn();
+    const proc = Bun.spawn(argv, { ...options, env: childEnv(options?.env ?? process.env) });
+    ownChild(proc.pid);
+    return proc;
   } catch (err) {
     throw new VmchanError(`cannot run "${argv[0]}": ${errnoOf(err) === "ENOENT" ? "not found" : (err as Error).message}`, {
       code: ExitCode.notFound,

@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import { under } from "../context.ts";
-import { VmchanError } from "../errors.ts";
+import { errnoOf, VmchanError } from "../errors.ts";
 import { ExitCode } from "../exit-codes.ts";
 import { portOpenError } from "./port-errors.ts";
 
@@ -16,41 +16,66 @@ export interface PortOpenOptions {
 /** /proc/devices is a few hundred bytes; more than this is not the kernel's. */
 const MAX_PROC_DEVICES = 64 * 1024;
 
+/** O_PATH: a descriptor that names an inode without opening the file itself (no device open, no FIFO wake-up). */
+const O_PATH = 0o10000000;
+
 /**
  * Opens a guest port read-write, non-blocking, never as a controlling tty, never creating or
- * truncating anything. Unless `anyDevice`, the path must be a virtio-serial port or an hvc console:
- * checked before the open (so no other device is opened at all, since opening some has effects)
- * and again on the open fd, which must be the same device (a path swapped in between is refused).
+ * truncating anything. Unless `anyDevice`, the path must be a virtio-serial port or an hvc console,
+ * and no other file is opened at all (opening some devices has effects: a watchdog, a FIFO's
+ * writer woken): the path is resolved once with O_PATH, which opens nothing; that descriptor is
+ * checked with fstat, and only then is the very same inode opened through /proc/self/fd/N. A path
+ * swapped after the check changes nothing: the descriptor already names the checked inode.
  */
 export function openPortFd(path: string, label: string, options: PortOpenOptions = {}): number {
   const root = options.root ?? "/";
-  let before: fs.BigIntStats;
-  try {
-    before = fs.statSync(path, { bigint: true });
-  } catch (err) {
-    throw portOpenError(err, path, label, root);
-  }
   const fileAddress = options.fileAddress ?? true;
-  if (!options.anyDevice) checkPortDevice(before, path, label, root, fileAddress);
-  let fd: number;
+  const flags = fs.constants.O_RDWR | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY;
+  if (options.anyDevice) return openAny(path, label, root, flags);
+  let pathFd: number;
   try {
-    fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+    pathFd = fs.openSync(path, O_PATH); // the runtime adds O_CLOEXEC
   } catch (err) {
     throw portOpenError(err, path, label, root);
   }
   try {
-    const after = fs.fstatSync(fd, { bigint: true });
-    if (after.dev !== before.dev || after.ino !== before.ino || after.rdev !== before.rdev)
-      throw new VmchanError(`cannot open port "${label}": ${path} was replaced while it was being opened`, {
-        code: ExitCode.failure,
-        hint: "someone changed the path under vmchan; check who can write to its directory",
-      });
-    if (!options.anyDevice) checkPortDevice(after, path, label, root, fileAddress);
-  } catch (err) {
-    fs.closeSync(fd);
-    throw err;
+    const checked = fs.fstatSync(pathFd, { bigint: true });
+    checkPortDevice(checked, path, label, root, fileAddress);
+    let fd: number;
+    try {
+      fd = fs.openSync(`/proc/self/fd/${pathFd}`, flags);
+    } catch (err) {
+      if (errnoOf(err) === "ENOENT" && !fs.existsSync("/proc/self/fd"))
+        throw new VmchanError(`cannot open port "${label}": /proc is not mounted, so ${path} cannot be opened safely`, {
+          code: ExitCode.failure,
+          hint: "mount /proc (mount -t proc proc /proc)",
+        });
+      throw portOpenError(err, path, label, root);
+    }
+    try {
+      const opened = fs.fstatSync(fd, { bigint: true });
+      if (opened.dev !== checked.dev || opened.ino !== checked.ino || opened.rdev !== checked.rdev)
+        throw new VmchanError(`cannot open port "${label}": ${path} was replaced while it was being opened`, {
+          code: ExitCode.failure,
+          hint: "someone changed the path under vmchan; check who can write to its directory",
+        });
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+    return fd;
+  } finally {
+    fs.closeSync(pathFd);
   }
-  return fd;
+}
+
+/** `file:PATH`: any existing file or device, opened on purpose (never created or truncated). */
+function openAny(path: string, label: string, root: string, flags: number): number {
+  try {
+    return fs.openSync(path, flags);
+  } catch (err) {
+    throw portOpenError(err, path, label, root);
+  }
 }
 
 /** Throws unless `st` is a virtio-serial port or an hvc console (a character device the kernel says is one). */

@@ -54,6 +54,11 @@ export class SocketStream implements Endpoint {
   private buf = new Uint8Array(0);
   private readonly wakers = new Set<() => void>();
   private waiting = 0;
+  /** Read-side cap: QUEUE_CAP once attached; before that, what waitUnattached() set. */
+  private cap = QUEUE_CAP;
+  private attached = false;
+  /** Before attach: called when the peer ends or goes, so a listener can drop a client that left. */
+  private onLeave: (() => void) | null = null;
 
   constructor(label: string, options: SocketStreamOptions) {
     this.label = label;
@@ -69,8 +74,25 @@ export class SocketStream implements Endpoint {
     error: (s, err) => s.data.onGone(err),
   };
 
+  /**
+   * For a client waiting to be served: Bun keeps reading it, into the queue, up to `capBytes` (then
+   * it is paused), so that its EOF or reset is seen while it waits and `onLeave` can drop it.
+   */
+  waitUnattached(socket: Socket<SocketStream>, capBytes: number, onLeave: () => void): void {
+    this.socket = socket;
+    this.cap = capBytes;
+    this.onLeave = onLeave;
+    if (this.queued >= this.cap && !this.paused) {
+      this.paused = true;
+      socket.pause();
+    }
+  }
+
   attach(socket: Socket<SocketStream>): this {
     this.socket = socket;
+    this.attached = true;
+    this.onLeave = null;
+    this.cap = QUEUE_CAP;
     const fd = (socket as unknown as { fd?: number }).fd;
     if (typeof fd === "number" && fd >= 0) {
       installSigio();
@@ -215,9 +237,12 @@ export class SocketStream implements Endpoint {
     return 0;
   }
 
-  /** A client that went away before sending anything or being served (a listener skips it). */
+  /**
+   * A client that left (EOF or gone) before sending anything or being served: a listener drops it. One
+   * that sent bytes and then left is still served, as nc would (its bytes are delivered).
+   */
   get abandoned(): boolean {
-    return this.gone && this.queued === 0 && this.bytesRead === 0;
+    return !this.attached && (this.gone || this.ended) && this.queued === 0 && this.bytesRead === 0;
   }
 
   /** Makes a pending (and any later) read() return null; the connection stays open for close(). */
@@ -248,7 +273,7 @@ export class SocketStream implements Endpoint {
   private onData(data: Uint8Array): void {
     this.queue.push(data);
     this.queued += data.byteLength;
-    if (!this.paused && this.queued >= QUEUE_CAP) {
+    if (!this.paused && this.queued >= this.cap) {
       this.paused = true;
       this.socket.pause();
     }
@@ -264,6 +289,7 @@ export class SocketStream implements Endpoint {
   private onEnd(): void {
     this.ended = true;
     this.wakeReader();
+    if (!this.attached) this.onLeave?.();
   }
 
   private onGone(err: Error | null): void {
@@ -274,6 +300,7 @@ export class SocketStream implements Endpoint {
       this.failure = new VmchanError(`connection "${this.label}" failed: ${err.message}`, { code: ExitCode.peerGone });
     this.wakeReader();
     this.onDrain();
+    if (!this.attached) this.onLeave?.();
   }
 
   private wakeReader(): void {

@@ -67,6 +67,10 @@ describe("the compiled binary and Bun's environment", () => {
       ["BUN_INSPECT_NOTIFY", "unix:///tmp/x"],
       ["BUN_INSPECT_PRELOAD", "/tmp/x.js"],
       ["BUN_JSC_useJIT", "0"],
+      ["JSC_SIGNAL_FOR_GC", "15"],
+      ["JSC_useJIT", "0"],
+      ["JSC_dumpOptions", "1"],
+      ["JSC_", ""],
       ["BUN_CONFIG_VERBOSE_FETCH", "curl"],
     ] as const) {
       const r = await vmchan(["send", "unix:" + join(dir, "never.sock"), "--data", "x"], { env: { [name]: value } });
@@ -205,13 +209,37 @@ describe("the compiled binary and Bun's environment", () => {
 
   test("exec: children get an environment without the runtime variables, and keep the rest", async () => {
     const r = await vmchan(["bridge", "--once", "exec:env", "-"], {
-      env: { VMCHAN_ALLOW_BUN_ENV: "1", BUN_OPTIONS: "--smol", BUN_BE_BUN: "1", BUN_INSPECT_X: "1", BUN_CONFIG_Y: "1", BUN_JSC_useJIT: "1", KEEP_ME: "yes" },
+      env: { VMCHAN_ALLOW_BUN_ENV: "1", BUN_OPTIONS: "--smol", BUN_BE_BUN: "1", BUN_INSPECT_X: "1", BUN_CONFIG_Y: "1", BUN_JSC_useJIT: "1", JSC_useJIT: "1", JSC_SIGNAL_FOR_GC: "10", KEEP_ME: "yes" },
       stdin: "",
     });
     const out = r.stdout.toString();
     expect(r.code, r.stderr).toBe(0);
     expect(out, "what the child saw: " + out).toContain("KEEP_ME=yes\n");
-    expect(out, "what the child saw: " + out).not.toMatch(/^(BUN_OPTIONS|BUN_BE_BUN|BUN_INSPECT|BUN_CONFIG_|BUN_JSC_)/m);
+    expect(out, "what the child saw: " + out).not.toMatch(/^(BUN_OPTIONS|BUN_BE_BUN|BUN_INSPECT|BUN_CONFIG_|BUN_JSC_|JSC_)/m);
+  });
+
+  test("why JSC_* is refused: JSC_SIGNAL_FOR_GC=15 makes the runtime take SIGTERM, so an allowed run ignores it", async () => {
+    const sock = join(dir, "jsc-sigterm.sock");
+    const allowed = Bun.spawn([VMCHAN, "listen", "unix-listen:" + sock], {
+      env: { PATH: "/usr/bin:/bin", JSC_SIGNAL_FOR_GC: "15", VMCHAN_ALLOW_BUN_ENV: "1" },
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    try {
+      await until("the listener's socket", () => existsSync(sock));
+      allowed.kill("SIGTERM");
+      const done = await Promise.race([allowed.exited.then(() => "exited"), Bun.sleep(3000).then(() => "still running")]);
+      // Documents the runtime behaviour the refusal guards against; if a Bun upgrade stops it, this fails and says so.
+      expect(done, "JSC_SIGNAL_FOR_GC=15, allowed, after SIGTERM the binary was: " + done).toBe("still running");
+    } finally {
+      allowed.kill("SIGKILL");
+      await allowed.exited;
+    }
+    const refused = await vmchan(["listen", "unix-listen:" + join(dir, "jsc-refused.sock")], { env: { JSC_SIGNAL_FOR_GC: "15" } });
+    expect(refused.code, refused.stderr).toBe(REFUSED);
+    expect(refused.stderr, refused.stderr).toContain("JSC_SIGNAL_FOR_GC");
+    expect(existsSync(join(dir, "jsc-refused.sock")), "the refused run made its socket").toBe(false);
   });
 
   test("a bunfig.toml in HOME or XDG_CONFIG_HOME preloads nothing", async () => {

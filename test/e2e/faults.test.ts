@@ -5,7 +5,7 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -311,6 +311,85 @@ describe("faults", () => {
     }
     expect(await stderrText).toContain("clients already waiting; closing new connections until one is served");
   }, 180_000);
+
+  test("clients that connect and leave (FIN, RST) while a session runs hold no waiting slot and never become sessions", async () => {
+    const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = probe.port;
+    probe.stop(true);
+    const sessions = join(dir, `sessions-${port}`);
+    const data = join(dir, `data-${port}`);
+    writeFileSync(sessions, "");
+    writeFileSync(data, "");
+    const proc = Bun.spawn([VMCHAN, "listen", "-k", "-v", "--exec", `sh -c 'echo x >> ${sessions}; tee -a ${data}'`, `tcp-listen:127.0.0.1:${port}`], {
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    const stderrText = new Response(proc.stderr).text();
+    const tcp = () =>
+      new Promise<net.Socket>((resolve, reject) => {
+        const s = net.connect(port, "127.0.0.1");
+        s.once("connect", () => resolve(s));
+        s.once("error", reject);
+      });
+    const spawned = () => readFileSync(sessions, "utf8").split("\n").filter(Boolean).length;
+    try {
+      let active!: net.Socket;
+      for (const until = Date.now() + 20_000; ; ) {
+        try {
+          active = await tcp();
+          break;
+        } catch (err) {
+          if (Date.now() > until) throw err;
+          await Bun.sleep(50);
+        }
+      }
+      active.on("error", () => {});
+      // The session runs: its bytes come back through the command.
+      const echoed = new Promise<string>((resolve) => active.once("data", (d) => resolve(d.toString())));
+      active.write("first");
+      expect(await echoed).toBe("first");
+      const before = await settledFdCount(proc.pid);
+      // One client sends bytes and leaves: it is still a session (its bytes reach the command), as with nc.
+      const sender = await tcp();
+      sender.on("error", () => {});
+      sender.end("bytes from a client that left\n");
+      // 16 that connect and close (FIN), with and without waiting for the connection, and 16 that reset (RST).
+      for (let i = 0; i < 16; i++) {
+        const s = await tcp();
+        s.on("error", () => {});
+        if (i % 2 === 0) s.end();
+        else s.destroy();
+      }
+      const rst = Bun.spawnSync([
+        "python3",
+        "-c",
+        `import socket, struct\nfor _ in range(16):\n  s = socket.create_connection(("127.0.0.1", ${port}))\n  s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))\n  s.close()\n`,
+      ]);
+      expect(rst.exitCode, rst.stderr.toString()).toBe(0);
+      // Gone clients are dropped and their descriptors closed: back near the count before them (the sender, and
+      // what the runtime opens lazily); while they held their slots, 16 more stayed open.
+      await expectFdsBackTo(proc.pid, before + 4);
+      // A real client now finds a free slot, waits, and is served once the session ends.
+      const real = await tcp();
+      real.on("error", () => {});
+      const realClosed = new Promise<string>((resolve) => real.once("close", () => resolve("closed by vmchan")));
+      active.end();
+      const served = await Promise.race([roundTrip(real, Buffer.from("real client")).then((b) => b.toString()), realClosed]);
+      expect(served, "the real client after 32 that left").toBe("real client");
+      expect(proc.exitCode).toBeNull();
+      expect(spawned(), `commands started: the first session, the sender, the real client; ${readFileSync(sessions, "utf8")}`).toBe(3);
+      const want = "firstbytes from a client that left\nreal client";
+      // tee writes the file after our copy: wait for it (bounded), then compare.
+      for (const until = Date.now() + 10_000; readFileSync(data, "utf8") !== want && Date.now() < until; ) await Bun.sleep(20);
+      expect(readFileSync(data, "utf8"), "what the commands received").toBe(want);
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+    const log = await stderrText;
+    const ended = log.split("\n").filter((l) => /session \d+ ended/.test(l));
+    expect(ended.length, `session lines: ${JSON.stringify(ended)}; stderr ${JSON.stringify(log)}`).toBe(3);
+  }, 120_000);
 
   test("a terminal gets control characters from the peer escaped, unless --raw", async () => {
     const sock = join(dir, "tty.sock");

@@ -14,6 +14,7 @@ import {
   lstatSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   readlinkSync,
   renameSync,
@@ -330,6 +331,103 @@ describe("every way out ends the command's process group and removes the socket 
     expect(existsSync(sock)).toBe(false);
   }, 60_000);
 
+  /** Live (not zombie) processes whose environment carries `mark`: everything a run started, wherever it went. */
+  function marked(mark: string): string[] {
+    const found: string[] = [];
+    for (const name of readdirSync("/proc")) {
+      if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+      try {
+        if (!readFileSync(`/proc/${name}/environ`, "latin1").split("\0").includes(mark) || !alive(Number(name))) continue;
+        found.push(`${name}: ${readFileSync(`/proc/${name}/cmdline`, "latin1").split("\0").join(" ").trim()}`);
+      } catch {
+        // gone, or not ours
+      }
+    }
+    return found;
+  }
+  /** Zombie children of `pid` (exited, never reaped). */
+  function zombieChildren(pid: number): string[] {
+    const found: string[] = [];
+    for (const name of readdirSync("/proc")) {
+      if (!/^\d+$/.test(name)) continue;
+      try {
+        const stat = readFileSync(`/proc/${name}/stat`, "latin1");
+        const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        if (f[0] === "Z" && Number(f[1]) === pid) found.push(stat.slice(0, stat.lastIndexOf(")") + 1));
+      } catch {
+        // gone
+      }
+    }
+    return found;
+  }
+  const ESCAPER = "sh -c 'sleep 3001 & setsid sleep 3002 & exec cat'";
+  /** listen --exec ESCAPER with a marker in its environment, one client connected, both sleeps running. */
+  async function listenWithEscaper(extra: string[] = [], exec = ESCAPER) {
+    const sub = fresh("escape");
+    mkdirSync(sub);
+    const sock = join(sub, "l.sock");
+    const mark = `VMCHAN_TEST_MARK=${sub}`;
+    const proc = Bun.spawn([VMCHAN, "listen", ...extra, "-v", "--exec", exec, `unix:${sock}`], {
+      stdout: "ignore",
+      stderr: "pipe",
+      env: { PATH: "/usr/bin:/bin", VMCHAN_TEST_MARK: sub },
+    });
+    await waitFor("the socket", () => existsSync(sock));
+    const client = net.connect(sock);
+    client.on("error", () => {});
+    await waitFor("both sleeps", () => marked(mark).filter((p) => / sleep 300[12]$/.test(p)).length === 2);
+    return { proc, sock, mark, client };
+  }
+
+  for (const [signal, num] of [["SIGTERM", 15], ["SIGINT", 2], ["SIGHUP", 1]] as const) {
+    test(`${signal}: a child that left its group with setsid is ended too (vmchan is a subreaper)`, async () => {
+      const { proc, mark, client } = await listenWithEscaper();
+      const before = marked(mark);
+      proc.kill(signal);
+      const code = await proc.exited;
+      const stderr = await new Response(proc.stderr).text();
+      client.destroy();
+      expect(code, stderr).toBe(128 + num);
+      await waitFor("every process of the run to end", () => marked(mark).length === 0, 10_000).catch(() => {});
+      expect(marked(mark), `running before ${signal}: ${JSON.stringify(before)}; still running after vmchan exited`).toEqual([]);
+    }, 60_000);
+  }
+
+  test("normal end: a setsid child of the session's command ends with the session", async () => {
+    const { proc, mark, client } = await listenWithEscaper();
+    client.end("bye\n");
+    const code = await proc.exited;
+    const stderr = await new Response(proc.stderr).text();
+    client.destroy();
+    expect(code, stderr).toBe(0);
+    await waitFor("every process of the run to end", () => marked(mark).length === 0, 10_000).catch(() => {});
+    expect(marked(mark), "still running after vmchan ended normally").toEqual([]);
+  }, 60_000);
+
+  test("listen --keep: a setsid child is ended when its session ends, and reaped (no zombie left)", async () => {
+    const { proc, mark, client } = await listenWithEscaper(["-k"]);
+    client.end();
+    try {
+      await waitFor("the session's processes to end", () => marked(mark).filter((p) => !p.includes(VMCHAN)).length === 0, 15_000).catch(() => {});
+      expect(marked(mark).filter((p) => !p.includes(VMCHAN)), "still running after the session ended, vmchan still serving").toEqual([]);
+      await waitFor("no zombie children", () => zombieChildren(proc.pid).length === 0, 10_000).catch(() => {});
+      expect(zombieChildren(proc.pid), "unreaped children of vmchan").toEqual([]);
+      expect(proc.exitCode, "listen -k ended by itself").toBeNull();
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+  }, 60_000);
+
+  test("a setsid child that ignores SIGTERM is killed after the grace period", async () => {
+    const { proc, mark, client } = await listenWithEscaper([], "sh -c 'sleep 3001 & setsid sh -c \"trap \\\"\\\" TERM; sleep 3002; sleep 3003\" & exec cat'");
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(143);
+    client.destroy();
+    await waitFor("every process of the run to end", () => marked(mark).length === 0, 10_000).catch(() => {});
+    expect(marked(mark), "still running after vmchan exited").toEqual([]);
+  }, 60_000);
+
   test("an error after listening (the other side cannot start) removes the socket", async () => {
     const sock = fresh("err.sock");
     const r = await vmchan(["bridge", `unix-listen:${sock}`, "exec:/nonexistent/program"]);
@@ -500,6 +598,28 @@ describe("output that cannot be delivered is never success", () => {
       const r = await sh(`${VMCHAN} ${args.join(" ")} >&- </dev/null`);
       expect(r.exitCode, r.stderr).toBe(ExitCode.failure);
       expectOneLine(r.stderr, /cannot write standard output: it was closed when vmchan started/);
+    }
+  });
+
+  test("help and version to a closed (>&-) or full stdout fail with one line, never exit 0", async () => {
+    for (const args of ["--help", "--version", "-V", "help", "cat --help", "listen -h", "help bridge", "completions --help"]) {
+      for (const redirect of [">&-", ">/dev/full"]) {
+        const r = await sh(`${VMCHAN} ${args} ${redirect}`);
+        const seen = `vmchan ${args} ${redirect}: exit ${r.exitCode}, stderr ${JSON.stringify(r.stderr)}`;
+        expect(r.exitCode, seen).toBe(ExitCode.failure);
+        expectOneLine(r.stderr, redirect === ">&-" ? /cannot write standard output: it was closed when vmchan started/ : /cannot write standard output: .*no space left on device/i);
+      }
+      const ok = await sh(`${VMCHAN} ${args} | wc -c`);
+      expect(ok.exitCode, ok.stderr).toBe(0);
+      expect(Number(ok.stdout.trim()), `vmchan ${args} into a pipe wrote ${ok.stdout.trim()} bytes`).toBeGreaterThan(5);
+    }
+  });
+
+  test("text output (completion scripts) to a full stdout fails with one line, never exit 0", async () => {
+    for (const shell of ["bash", "zsh", "fish"]) {
+      const r = await sh(`${VMCHAN} completions ${shell} >/dev/full`);
+      expect(r.exitCode, `completions ${shell} >/dev/full: ${r.stderr}`).toBe(ExitCode.failure);
+      expectOneLine(r.stderr, /cannot write standard output: .*no space left on device/i);
     }
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { closeSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VmchanError } from "../../lib/errors.ts";
@@ -49,4 +49,71 @@ describe("port device check", () => {
       rmSync(root, { recursive: true, force: true });
     }
   });
+});
+
+describe("a path swapped while it is being opened", () => {
+  test("a symlink flipping between a port-like device and a FIFO: the FIFO is never opened", async () => {
+    const root = mkdtempSync(join(tmpdir(), "vmchan-portrace-"));
+    const reader = { proc: null as ReturnType<typeof Bun.spawn> | null };
+    const flipper = { proc: null as ReturnType<typeof Bun.spawn> | null };
+    try {
+      // A fixture /proc/devices where major 1 is virtio-portsdev: /dev/null (1:3) counts as a port.
+      mkdirSync(join(root, "proc"));
+      writeFileSync(join(root, "proc", "devices"), "Character devices:\n  1 virtio-portsdev\n\nBlock devices:\n");
+      const fifo = join(root, "fifo");
+      expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+      const opens = join(root, "opens");
+      writeFileSync(opens, "");
+      // Each time any writer opens the FIFO, the reader's blocking open returns: one byte per open.
+      reader.proc = Bun.spawn(
+        ["python3", "-c", `import os\nwhile True:\n  fd = os.open(${JSON.stringify(fifo)}, os.O_RDONLY)\n  with open(${JSON.stringify(opens)}, "a") as f: f.write("o")\n  os.close(fd)\n`],
+        { stdout: "ignore", stderr: "inherit" },
+      );
+      const port = join(root, "port");
+      const ready = join(root, "flipping");
+      // Flips `port` between a symlink to /dev/null and one to the FIFO, atomically (rename), as fast as it can.
+      flipper.proc = Bun.spawn(
+        [
+          "python3",
+          "-c",
+          `import os\nr = ${JSON.stringify(root)}\nos.symlink("/dev/null", r + "/a")\nos.symlink(${JSON.stringify(fifo)}, r + "/b")\nos.symlink("/dev/null", r + "/port")\nopen(${JSON.stringify(ready)}, "w").close()\nwhile True:\n  os.symlink("/dev/null", r + "/t1"); os.rename(r + "/t1", r + "/port")\n  os.symlink(${JSON.stringify(fifo)}, r + "/t2"); os.rename(r + "/t2", r + "/port")\n`,
+        ],
+        { stdout: "ignore", stderr: "inherit" },
+      );
+      for (const until = Date.now() + 20_000; !existsSync(ready); ) {
+        if (Date.now() > until) throw new Error("the flipper did not start");
+        await Bun.sleep(10);
+      }
+      const outcomes = new Map<string, number>();
+      for (let i = 0; i < 20_000; i++) {
+        let what: string;
+        try {
+          closeSync(openPortFd(port, "p", { root }));
+          what = "opened (the port-like device)";
+        } catch (e) {
+          what = (e as Error).message.replace(root, "ROOT");
+        }
+        outcomes.set(what, (outcomes.get(what) ?? 0) + 1);
+        if (i % 1000 === 999) await Bun.sleep(0); // let the reader's writes land
+      }
+      flipper.proc.kill("SIGKILL");
+      await flipper.proc.exited;
+      // Let the reader record any open that happened, then check that the detector works at all.
+      await Bun.sleep(200);
+      const seen = readFileSync(opens, "utf8").length;
+      const summary = JSON.stringify(Object.fromEntries(outcomes));
+      expect(seen, `the FIFO's reader saw ${seen} opens during 20000 attempts; outcomes: ${summary}`).toBe(0);
+      expect(outcomes.get("opened (the port-like device)") ?? 0, `the port-like device was never opened: ${summary}`).toBeGreaterThan(0);
+      closeSync(openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK));
+      for (const until = Date.now() + 20_000; readFileSync(opens, "utf8").length === 0 && Date.now() < until; ) await Bun.sleep(10);
+      // (One open may be counted twice: the reader's next open succeeds at once while ours is still open.)
+      const control = readFileSync(opens, "utf8").length;
+      expect(control, `the reader saw ${control} opens after one open of the FIFO`).toBeGreaterThanOrEqual(1);
+    } finally {
+      flipper.proc?.kill("SIGKILL");
+      reader.proc?.kill("SIGKILL");
+      await Promise.all([flipper.proc?.exited, reader.proc?.exited]);
+      rmSync(root, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

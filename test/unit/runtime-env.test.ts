@@ -6,7 +6,7 @@ import { checkRuntimeEnv, childEnv, isRuntimeVariable, runtimeVariables } from "
 
 describe("runtime environment guard", () => {
   test("names the variables the Bun runtime acts on, and no others", () => {
-    for (const name of ["BUN_OPTIONS", "BUN_BE_BUN", "BUN_INSPECT", "BUN_INSPECT_CONNECT_TO", "BUN_INSPECT_NOTIFY", "BUN_INSPECT_PRELOAD", "BUN_JSC_useJIT", "BUN_CONFIG_VERBOSE_FETCH"])
+    for (const name of ["BUN_OPTIONS", "BUN_BE_BUN", "BUN_INSPECT", "BUN_INSPECT_CONNECT_TO", "BUN_INSPECT_NOTIFY", "BUN_INSPECT_PRELOAD", "BUN_JSC_useJIT", "JSC_useJIT", "JSC_SIGNAL_FOR_GC", "BUN_CONFIG_VERBOSE_FETCH"])
       expect(isRuntimeVariable(name), name).toBe(true);
     for (const name of ["BUN_INSTALL", "NODE_OPTIONS", "PATH", "bun_options", "XBUN_OPTIONS", "BUN_OPTIONSX", "VMCHAN_ALLOW_BUN_ENV"])
       expect(isRuntimeVariable(name), name).toBe(false);
@@ -37,12 +37,12 @@ describe("runtime environment guard", () => {
     const proc = spawnOrThrow(["env"], {
       stdin: "ignore",
       stdout: "pipe",
-      env: { PATH: "/usr/bin:/bin", BUN_OPTIONS: "--preload x", BUN_BE_BUN: "1", BUN_INSPECT: "1", BUN_JSC_x: "1", BUN_CONFIG_y: "1", KEEP: "kept" },
+      env: { PATH: "/usr/bin:/bin", BUN_OPTIONS: "--preload x", BUN_BE_BUN: "1", BUN_INSPECT: "1", BUN_JSC_x: "1", JSC_SIGNAL_FOR_GC: "15", BUN_CONFIG_y: "1", KEEP: "kept" },
     });
     const out = await new Response(proc.stdout as ReadableStream).text();
     await proc.exited;
     expect(out, "what the child saw: " + out).toContain("KEEP=kept\n");
-    expect(out, "what the child saw: " + out).not.toMatch(/^BUN_/m);
+    expect(out, "what the child saw: " + out).not.toMatch(/^(BUN_|JSC_)/m);
     expect(childEnv({ A: "1", BUN_OPTIONS: "x", B: undefined })).toEqual({ A: "1" });
   });
 });
