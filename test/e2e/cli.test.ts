@@ -1,10 +1,11 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VMCHAN, vmchan } from "../support/binary.ts";
+import { unixListening } from "../support/proc-stats.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "vmchan-cli-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -91,8 +92,9 @@ describe("the compiled binary", () => {
     const path = join(dir, "taken.sock");
     const first = Bun.spawn([VMCHAN, "listen", `unix:${path}`], { stdin: "pipe", stdout: "ignore", stderr: "ignore" });
     try {
-      for (let i = 0; i < 500 && !existsSync(path); i++) await Bun.sleep(20);
-      expect(existsSync(path), `the first listener made no socket at ${path} within 10 s`).toBe(true);
+      // Listening, not only bound: a socket nothing listens on yet would look stale, and be replaced.
+      for (let i = 0; i < 500 && !unixListening(path); i++) await Bun.sleep(20);
+      expect(unixListening(path), `the first listener did not listen at ${path} within 10 s`).toBe(true);
       // A retry loop would still be running after 10 s and be killed: its code would not be 4.
       const second = await vmchan(["listen", `unix:${path}`], { timeoutMs: 10_000 });
       expect(second.code, second.stderr).toBe(4);

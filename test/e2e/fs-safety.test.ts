@@ -222,7 +222,7 @@ describe("listen and bridge never remove what they did not make", () => {
     for (const replacement of ["file", "socket"] as const) {
       const path = fresh(`swapped-${replacement}.sock`);
       const proc = Bun.spawn([VMCHAN, "listen", `unix:${path}`], { stdin: "pipe", stdout: "ignore", stderr: "pipe" });
-      await waitFor("the listening socket", () => existsSync(path));
+      await waitFor("the listening socket", () => unixListening(path));
       renameSync(path, `${path}.moved`);
       let other: Awaited<ReturnType<typeof liveListener>> | null = null;
       if (replacement === "file") writeFileSync(path, "someone else's");
@@ -245,7 +245,7 @@ describe("listen and bridge never remove what they did not make", () => {
     mkdirSync(sub);
     const path = join(sub, "s.sock");
     const proc = Bun.spawn([VMCHAN, "listen", `unix:${path}`], { stdin: "pipe", stdout: "ignore", stderr: "pipe" });
-    await waitFor("the listening socket", () => existsSync(path));
+    await waitFor("the listening socket", () => unixListening(path));
     const { readdirSync } = await import("node:fs");
     expect(readdirSync(sub)).toEqual(["s.sock"]);
     proc.kill("SIGTERM");
@@ -263,7 +263,7 @@ describe("every way out ends the command's process group and removes the socket 
     const pids = join(sub, "pids");
     const script = `${trapTerm ? "trap '' TERM; " : ""}sleep 1000 & echo $$ $! > ${pids}; while :; do sleep 1; done`;
     const proc = Bun.spawn([VMCHAN, "bridge", ...extra, `unix-listen:${sock}`, `exec:sh -c "${script}"`], { stdout: "ignore", stderr: "pipe" });
-    await waitFor("the bridge's socket", () => existsSync(sock));
+    await waitFor("the bridge's socket", () => unixListening(sock));
     const client = net.connect(sock);
     await new Promise<void>((resolve, reject) => client.once("connect", () => resolve()).once("error", reject));
     await waitFor("the child's pids", () => existsSync(pids) && readFileSync(pids, "utf8").trim().split(" ").length === 2);
@@ -293,7 +293,7 @@ describe("every way out ends the command's process group and removes the socket 
     const sock = join(sub, "l.sock");
     const pids = join(sub, "pids");
     const proc = Bun.spawn([VMCHAN, "listen", "-k", "--exec", `sh -c "sleep 1000 & echo $$ $! > ${pids}; wait"`, `unix:${sock}`], { stdout: "ignore", stderr: "pipe" });
-    await waitFor("the socket", () => existsSync(sock));
+    await waitFor("the socket", () => unixListening(sock));
     const client = net.connect(sock);
     client.on("error", () => {});
     await waitFor("the command's pids", () => existsSync(pids) && readFileSync(pids, "utf8").trim().split(" ").length === 2);
@@ -372,7 +372,7 @@ describe("every way out ends the command's process group and removes the socket 
       stderr: "pipe",
       env: { PATH: "/usr/bin:/bin", VMCHAN_TEST_MARK: sub },
     });
-    await waitFor("the socket", () => existsSync(sock));
+    await waitFor("the socket", () => unixListening(sock));
     const client = net.connect(sock);
     client.on("error", () => {});
     await waitFor("both sleeps", () => marked(mark).filter((p) => / sleep 300[12]$/.test(p)).length === 2);
@@ -453,7 +453,7 @@ describe("errors are one line with the documented code", () => {
     const path = join(sub, "y".repeat(107 - sub.length - 1));
     expect(Buffer.byteLength(path)).toBe(107);
     const proc = Bun.spawn([VMCHAN, "listen", `unix:${path}`], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-    await waitFor("the listening socket", () => existsSync(path));
+    await waitFor("the listening socket", () => unixListening(path));
     const s = net.connect(path, () => s.end("107"));
     expect(await new Response(proc.stdout).text()).toBe("107");
     expect(await proc.exited).toBe(0);
