@@ -26,6 +26,27 @@ function connect(path: string): Promise<net.Socket> {
   });
 }
 
+/** A TCP connection to 127.0.0.1:`port`. */
+function tcpConnect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, "127.0.0.1");
+    s.once("connect", () => resolve(s));
+    s.once("error", reject);
+  });
+}
+
+/** tcpConnect, retried while the listener is not up yet (at most `timeoutMs`). */
+async function tcpWhenListening(port: number, timeoutMs = 20_000): Promise<net.Socket> {
+  for (const until = Date.now() + timeoutMs; ; ) {
+    try {
+      return await tcpConnect(port);
+    } catch (err) {
+      if (Date.now() > until) throw err;
+      await Bun.sleep(50);
+    }
+  }
+}
+
 /**
  * A process's descriptor count once it has settled: the same reading three times 100 ms apart, so a session
  * that is still closing is not counted (a loaded machine can take a while to close it).
@@ -251,24 +272,11 @@ describe("faults", () => {
     probe.stop(true);
     const proc = Bun.spawn([VMCHAN, "bridge", "-v", `tcp-listen:127.0.0.1:${port}`, `tcp:127.0.0.1:${echo.port}`], { stdout: "ignore", stderr: "pipe" });
     const stderrText = new Response(proc.stderr).text();
-    const tcp = () =>
-      new Promise<net.Socket>((resolve, reject) => {
-        const s = net.connect(port, "127.0.0.1");
-        s.once("connect", () => resolve(s));
-        s.once("error", reject);
-      });
+    const tcp = () => tcpConnect(port);
     const flood: net.Socket[] = [];
     try {
-      let active!: net.Socket;
-      for (const until = Date.now() + 20_000; ; ) {
-        try {
-          active = await tcp();
-          break;
-        } catch (err) {
-          if (Date.now() > until) throw err;
-          await Bun.sleep(50);
-        }
-      }
+      // The bridge listens once it has started: retry a refused connect, up to 20 s.
+      const active = await tcpWhenListening(port);
       expect((await roundTrip(active, Buffer.from("first session"))).toString()).toBe("first session");
       const session = await tcp(); // the session that stays active during the flood
       session.on("error", () => {});
@@ -325,24 +333,11 @@ describe("faults", () => {
       stderr: "pipe",
     });
     const stderrText = new Response(proc.stderr).text();
-    const tcp = () =>
-      new Promise<net.Socket>((resolve, reject) => {
-        const s = net.connect(port, "127.0.0.1");
-        s.once("connect", () => resolve(s));
-        s.once("error", reject);
-      });
+    const tcp = () => tcpConnect(port);
     const spawned = () => readFileSync(sessions, "utf8").split("\n").filter(Boolean).length;
     try {
-      let active!: net.Socket;
-      for (const until = Date.now() + 20_000; ; ) {
-        try {
-          active = await tcp();
-          break;
-        } catch (err) {
-          if (Date.now() > until) throw err;
-          await Bun.sleep(50);
-        }
-      }
+      // The bridge listens once it has started: retry a refused connect, up to 20 s.
+      const active = await tcpWhenListening(port);
       active.on("error", () => {});
       // The session runs: its bytes come back through the command.
       const echoed = new Promise<string>((resolve) => active.once("data", (d) => resolve(d.toString())));

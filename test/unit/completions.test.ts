@@ -6,6 +6,15 @@ import { FixtureRoot } from "../support/fixture.ts";
 let fx: FixtureRoot | undefined;
 afterEach(() => fx?.dispose());
 
+/** The completion spec of a program with only the cat command. */
+async function catSpec(): Promise<ReturnType<typeof commandSpec>> {
+  const { Command } = await import("@commander-js/extra-typings");
+  const { catCommand } = await import("../../cli/cat.ts");
+  const program = new Command("vmchan");
+  program.addCommand(catCommand() as never);
+  return commandSpec(program as never);
+}
+
 describe("dynamic completion values", () => {
   test("port arguments complete to this guest's port names", async () => {
     fx = new FixtureRoot().port("vport0p1", "org.example.log.0").port("vport0p2", "org.example.cmd.0");
@@ -24,11 +33,7 @@ describe("dynamic completion values", () => {
     fx = new FixtureRoot()
       .file("/proc/77/cmdline", ["qemu-system-x86_64", "-name", "web", "-chardev", "socket,id=c,path=/run/w.sock,server=on", "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=c,name=org.qemu.guest_agent.0"].join("\0") + "\0")
       .dir("/proc/77/fd");
-    const { Command } = await import("@commander-js/extra-typings");
-    const { catCommand } = await import("../../cli/cat.ts");
-    const program = new Command("vmchan");
-    program.addCommand(catCommand() as never);
-    const spec = commandSpec(program as never);
+    const spec = await catSpec();
     const candidates = await liveCandidates(fx.root);
     expect(completeWords(spec, ["cat", "we"], candidates)).toBe("web:org.qemu.guest_agent.0\tserial /run/w.sock\n:4\n");
     expect(completeWords(spec, ["cat", "--vm", ""], candidates)).toBe("web\tQEMU pid 77\n:4\n");
@@ -44,11 +49,7 @@ describe("dynamic completion values", () => {
       .port("vport0p6", "sep\u2028x")
       .file("/proc/77/cmdline", ["qemu-system-x86_64", "-name", "vm\x07", "-chardev", "socket,id=c,path=/run/\x1b]0;t\x07.sock,server=on", "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=c,name=org.a"].join("\0") + "\0")
       .file("/proc/78/cmdline", ["qemu-system-x86_64", "-name", "web", "-chardev", "socket,id=c,path=/run/\x1b]0;t\x07.sock,server=on", "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=c,name=org.b"].join("\0") + "\0");
-    const { Command } = await import("@commander-js/extra-typings");
-    const { catCommand } = await import("../../cli/cat.ts");
-    const program = new Command("vmchan");
-    program.addCommand(catCommand() as never);
-    const spec = commandSpec(program as never);
+    const spec = await catSpec();
     const candidates = await liveCandidates(fx.root);
     const all = completeWords(spec, ["cat", ""], candidates);
     expect(all, `what I saw: ${JSON.stringify(all)}`).toBe("ok.port\tunknown /dev/vport0p1\ntwo words\tunknown /dev/vport0p5\nweb:org.b\tserial /run/?]0;t?.sock\n:4\n");
@@ -57,13 +58,7 @@ describe("dynamic completion values", () => {
 });
 
 describe("names that cannot be offered as they are", () => {
-  const spec = async () => {
-    const { Command } = await import("@commander-js/extra-typings");
-    const { catCommand } = await import("../../cli/cat.ts");
-    const program = new Command("vmchan");
-    program.addCommand(catCommand() as never);
-    return commandSpec(program as never);
-  };
+  const spec = catSpec;
 
   test("a name with a newline forges no candidate; control, escape and bidi characters leave a name out", async () => {
     const names = ["good", "real\ngood.forged", "esc\x1b[2J", "tab\tx", "del\x7f", "c1\u009b1m", "rlo\u202egnp", "zw\u200bj", "ls\u2028x", "bad\uFFFDutf8"];
@@ -101,13 +96,7 @@ describe("names that cannot be offered as they are", () => {
 });
 
 describe("answers for the bash script", () => {
-  const spec = async () => {
-    const { Command } = await import("@commander-js/extra-typings");
-    const { catCommand } = await import("../../cli/cat.ts");
-    const program = new Command("vmchan");
-    program.addCommand(catCommand() as never);
-    return commandSpec(program as never);
-  };
+  const spec = catSpec;
   const ports = () => ["web:$(id)", "web:a b", "web:it's", "db:x"].map((value) => ({ value, description: "" }));
 
   test("the whole word is replaced by the name quoted from scratch", async () => {
